@@ -1,0 +1,3 @@
+module github.com/vmmd/vmmd
+
+go 1.26
