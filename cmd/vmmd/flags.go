@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// usageError marks bad input from the operator (flags, files, host limits
+// that make the request impossible): vmmd exits 2 for these.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// options are the parsed command-line flags.
+type options struct {
+	kernel, initrd, cmdline string
+	memory                  string
+	cpus                    int
+	serial                  string
+	paused                  bool
+	name                    string
+	logLevel, logFormat     string
+	kvmPath                 string
+}
+
+func newRootCommand() *cobra.Command {
+	var o options
+	start := time.Now()
+	cmd := &cobra.Command{
+		Use:   "vmmd --kernel IMAGE [flags]",
+		Short: "vmmd runs one virtual machine on KVM",
+		Long: `vmmd is a virtual machine monitor daemon. It boots one guest on KVM from a
+PVH ELF kernel or a Linux bzImage and runs it until the guest powers off or
+vmmd receives SIGTERM/SIGINT (exit 0). A guest reboot resets the VM.
+
+Exit codes: 0 clean stop, 1 runtime failure, 2 bad input (flags, files,
+/dev/kvm missing or inaccessible, limits of this host).`,
+		Example: `  vmmd --kernel build/guest/vmmd-testguest.elf --memory 256M --cpus 2 --serial stdio
+  vmmd --kernel vmlinuz --initrd initrd.img --append "console=ttyS0" --memory 1G`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), o, start)
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &usageError{fmt.Errorf("%w (see vmmd --help)", err)}
+	})
+	f := cmd.Flags()
+	f.StringVar(&o.kernel, "kernel", "", "guest kernel: a PVH ELF (vmlinux, the test guest) or a bzImage (required)")
+	f.StringVar(&o.initrd, "initrd", "", "initial ramdisk loaded for the kernel")
+	f.StringVar(&o.cmdline, "append", "", "kernel command line")
+	f.StringVar(&o.memory, "memory", "512M", "guest RAM, e.g. 256M or 2G")
+	f.IntVar(&o.cpus, "cpus", 1, "number of vCPUs")
+	f.StringVar(&o.serial, "serial", "stdio", "COM1 backend: stdio, file:PATH, unix:PATH or none")
+	f.BoolVar(&o.paused, "paused", false, "create the VM but do not start its vCPUs (like QEMU -S)")
+	f.StringVar(&o.name, "name", "vmmd", "VM name, used in logs")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.logFormat, "log-format", "", "log format: console or json (default: console on a terminal, json otherwise)")
+	f.StringVar(&o.kvmPath, "kvm-device", "/dev/kvm", "KVM device node")
+	return cmd
+}
+
+func isUsage(err error) bool {
+	var ue *usageError
+	return errors.As(err, &ue)
+}
+
+// contextOrBackground guards against cobra handing us a nil context when
+// Execute is used instead of ExecuteContext.
+func contextOrBackground(ctx context.Context) context.Context {
+	if ctx == nil {
+		return context.Background()
+	}
+	return ctx
+}
+
+func readFileArg(flag, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("--%s %s: %w", flag, path, errors.Unwrap(err))
+	}
+	return b, nil
+}

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vmmd/vmmd/pkg/boot"
+	"github.com/vmmd/vmmd/pkg/kvm"
+	"github.com/vmmd/vmmd/pkg/machine"
+	"github.com/vmmd/vmmd/pkg/memory"
+)
+
+// shutdownGrace bounds how long stopping the guest and flushing its console
+// may take once vmmd has been told to exit.
+const shutdownGrace = 5 * time.Second
+
+func run(ctx context.Context, o options, start time.Time) error {
+	ctx = contextOrBackground(ctx)
+	log, err := newLogger(o)
+	if err != nil {
+		return err
+	}
+	cfg, err := validate(o, log)
+	if err != nil {
+		return err
+	}
+	sys, err := kvm.Open(o.kvmPath)
+	if err != nil {
+		return &usageError{err}
+	}
+	defer sys.Close()
+
+	console, err := openConsole(ctx, o.serial, log)
+	if err != nil {
+		return err
+	}
+	defer console.Close()
+	cfg.SerialOut = console
+	cfg.Start = start
+	cfg.Log = log
+	cfg.OnEvent = func(e machine.Event) {
+		log.Debug().Str("event", e.Name).Interface("data", e.Data).Msg("event")
+	}
+
+	m, err := machine.New(ctx, sys, cfg)
+	if err != nil {
+		var ce *machine.ConfigError
+		if errors.As(err, &ce) {
+			return &usageError{err}
+		}
+		return err
+	}
+	console.Attach(m)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	if o.paused {
+		log.Info().Msg("VM created paused (--paused); it will not run until resumed")
+	} else if err := m.Resume(ctx, machine.CauseStart); err != nil {
+		_ = m.Close(ctx)
+		return fmt.Errorf("start the guest: %w", err)
+	}
+
+	select {
+	case s := <-sigs:
+		log.Info().Str("signal", s.String()).Msg("stopping the guest")
+	case <-m.Done():
+		log.Info().Str("reason", string(m.Exit())).Msg("guest finished")
+	case <-ctx.Done():
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := m.Close(cctx); err != nil {
+		return fmt.Errorf("stop the guest: %w", err)
+	}
+	return nil
+}
+
+// validate turns flags into a machine configuration, reporting every
+// operator mistake as a usage error before anything is created.
+func validate(o options, log zerolog.Logger) (machine.Config, error) {
+	var cfg machine.Config
+	if o.kernel == "" {
+		return cfg, usagef("--kernel is required: give a PVH ELF or a bzImage (see vmmd --help)")
+	}
+	kernel, err := readFileArg("kernel", o.kernel)
+	if err != nil {
+		return cfg, err
+	}
+	kind, err := boot.Detect(kernel)
+	if err != nil {
+		return cfg, usagef("--kernel %s: %w", o.kernel, err)
+	}
+	log.Info().Str("kernel", o.kernel).Str("format", kind.String()).Msg("kernel image recognised")
+	var initrd []byte
+	if o.initrd != "" {
+		if initrd, err = readFileArg("initrd", o.initrd); err != nil {
+			return cfg, err
+		}
+	}
+	size, err := memory.ParseSize(o.memory)
+	if err != nil {
+		return cfg, usagef("--memory: %w", err)
+	}
+	if size < memory.MinSize {
+		return cfg, usagef("--memory %s is too small: vmmd needs at least %s", o.memory, memory.FormatSize(memory.MinSize))
+	}
+	if size%memory.PageSize != 0 {
+		return cfg, usagef("--memory %s is not a whole number of 4 KiB pages", o.memory)
+	}
+	if host, err := hostMemory(); err == nil && size > host {
+		return cfg, usagef("--memory %s is too large: this host has %s of RAM", o.memory, memory.FormatSize(host))
+	}
+	if size > memory.MaxSize {
+		return cfg, usagef("--memory %s is too large: vmmd supports at most %s", o.memory, memory.FormatSize(memory.MaxSize))
+	}
+	if o.cpus < 1 {
+		return cfg, usagef("--cpus %d: need at least 1 vCPU", o.cpus)
+	}
+	return machine.Config{Name: o.name, Kernel: kernel, Initrd: initrd, Cmdline: o.cmdline, Memory: size, CPUs: o.cpus}, nil
+}
+
+// hostMemory returns MemTotal from /proc/meminfo.
+func hostMemory() (uint64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kib, err := strconv.ParseUint(fields[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse /proc/meminfo: %w", err)
+			}
+			return kib << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no MemTotal in /proc/meminfo")
+}
+
+func newLogger(o options) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(o.logLevel)
+	if err != nil || o.logLevel == "" {
+		return zerolog.Nop(), usagef("--log-level %q: use debug, info, warn or error", o.logLevel)
+	}
+	format := o.logFormat
+	if format == "" {
+		format = "json"
+		if isTerminal(os.Stderr) {
+			format = "console"
+		}
+	}
+	var log zerolog.Logger
+	switch format {
+	case "json":
+		log = zerolog.New(os.Stderr)
+	case "console":
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"})
+	default:
+		return zerolog.Nop(), usagef("--log-format %q: use console or json", o.logFormat)
+	}
+	return log.Level(level).With().Timestamp().Str("vm", o.name).Logger(), nil
+}

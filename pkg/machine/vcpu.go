@@ -1,0 +1,183 @@
+package machine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vmmd/vmmd/pkg/kvm"
+)
+
+// errParked is returned by a vCPU's run loop when the guest did something
+// that needs the controller (triple fault, system event, internal error):
+// the vCPU parks itself and a request has been posted.
+var errParked = errors.New("vCPU parked itself")
+
+// vcpuReq is work for a parked vCPU thread: either run until told to stop,
+// or call fn on the vCPU (KVM wants vCPU ioctls on the creating thread).
+type vcpuReq struct {
+	run  bool
+	fn   func(*kvm.VCPU) error
+	done chan error
+}
+
+type vcpu struct {
+	id      int
+	m       *Machine
+	log     zerolog.Logger
+	cpu     *kvm.VCPU // touched only by this vCPU's thread, except SetImmediateExit
+	reqs    chan vcpuReq
+	quitCh  chan struct{}
+	runDone chan error // set by startVCPUs, drained by stopVCPUs (under m.mu)
+	initial *vcpuState
+}
+
+// createVCPUs starts one goroutine per vCPU. Each locks itself to an OS
+// thread and creates its vCPU there: KVM expects vCPU ioctls from the thread
+// that created the vCPU, and Go must never move the goroutine off it.
+func (m *Machine) createVCPUs(ctx context.Context) error {
+	mmapSize, err := m.sys.VCPUMmapSize()
+	if err != nil {
+		return fmt.Errorf("create vCPUs: %w", err)
+	}
+	supported, err := m.sys.SupportedCPUID()
+	if err != nil {
+		return fmt.Errorf("create vCPUs: %w", err)
+	}
+	for id := 0; id < m.cfg.CPUs; id++ {
+		v := &vcpu{id: id, m: m, log: m.log.With().Int("vcpu", id).Logger(),
+			reqs: make(chan vcpuReq), quitCh: make(chan struct{})}
+		ready := make(chan error, 1)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			v.thread(mmapSize, supported, ready)
+		}()
+		select {
+		case err := <-ready:
+			if err != nil {
+				close(v.quitCh)
+				return fmt.Errorf("create vCPU %d: %w", id, err)
+			}
+		case <-ctx.Done():
+			close(v.quitCh)
+			return fmt.Errorf("create vCPU %d: %w", id, ctx.Err())
+		}
+		m.vcpus = append(m.vcpus, v)
+	}
+	return nil
+}
+
+// thread is the body of a vCPU goroutine. It never unlocks the OS thread, so
+// the thread exits with the goroutine and no other goroutine inherits it.
+func (v *vcpu) thread(mmapSize int, supported *kvm.CPUID, ready chan<- error) {
+	runtime.LockOSThread()
+	cpu, err := v.m.vm.CreateVCPU(v.id, mmapSize)
+	if err == nil {
+		v.cpu = cpu
+		err = v.setup(supported)
+		if err != nil {
+			cpu.Close()
+		}
+	}
+	ready <- err
+	if err != nil {
+		return
+	}
+	defer v.cpu.Close()
+	for {
+		select {
+		case <-v.quitCh:
+			return
+		case r := <-v.reqs:
+			if r.fn != nil {
+				r.done <- r.fn(v.cpu)
+				continue
+			}
+			r.done <- v.run()
+		}
+	}
+}
+
+// setup configures a fresh vCPU: CPUID, boot registers for the BSP, and a
+// snapshot of its reset state for system_reset.
+func (v *vcpu) setup(supported *kvm.CPUID) error {
+	tscKHz, err := v.cpu.GetTSCKHz()
+	if err != nil {
+		v.log.Warn().Err(err).Msg("no TSC frequency from KVM; the guest will calibrate its own")
+		tscKHz = 0
+	}
+	if err := v.cpu.SetCPUID2(guestCPUID(supported, v.id, v.m.cfg.CPUs, tscKHz)); err != nil {
+		return err
+	}
+	if err := v.initLAPIC(); err != nil {
+		return err
+	}
+	if v.initial, err = saveVCPU(v.cpu); err != nil {
+		return fmt.Errorf("save reset state: %w", err)
+	}
+	if v.id == 0 {
+		return v.m.applyEntry(v.cpu)
+	}
+	return nil
+}
+
+// initLAPIC routes LINT0 to ExtINT and LINT1 to NMI, as firmware does on
+// real machines, so that the legacy PIC works through the BSP's LAPIC.
+func (v *vcpu) initLAPIC() error {
+	l, err := v.cpu.GetLAPIC()
+	if err != nil {
+		return err
+	}
+	const (
+		lvtLINT0    = 0x350
+		lvtLINT1    = 0x360
+		modeExtINT  = 0x7 << 8
+		modeNMI     = 0x4 << 8
+		lvtModeMask = 0x7 << 8
+	)
+	setLVT(l, lvtLINT0, modeExtINT, lvtModeMask)
+	setLVT(l, lvtLINT1, modeNMI, lvtModeMask)
+	return v.cpu.SetLAPIC(l)
+}
+
+func setLVT(l *kvm.LAPICState, off int, mode, mask uint32) {
+	r := uint32(l.Regs[off]) | uint32(l.Regs[off+1])<<8 | uint32(l.Regs[off+2])<<16 | uint32(l.Regs[off+3])<<24
+	r = r&^mask | mode
+	l.Regs[off], l.Regs[off+1], l.Regs[off+2], l.Regs[off+3] = byte(r), byte(r>>8), byte(r>>16), byte(r>>24)
+}
+
+// call runs fn on the vCPU's own thread while it is parked.
+func (v *vcpu) call(ctx context.Context, fn func(*kvm.VCPU) error) error {
+	done := make(chan error, 1)
+	select {
+	case v.reqs <- vcpuReq{fn: fn, done: done}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// kick forces the vCPU out of KVM_RUN (immediate_exit, then a signal to
+// its thread; see kvm.VCPU.Kick for why that order loses no wake-up).
+func (v *vcpu) kick() {
+	if err := v.cpu.Kick(); err != nil {
+		v.log.Warn().Err(err).Msg("kick vCPU")
+	}
+}
+
+func (v *vcpu) quit() {
+	select {
+	case <-v.quitCh:
+	default:
+		close(v.quitCh)
+	}
+}
