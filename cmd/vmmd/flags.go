@@ -47,7 +47,12 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 bad input (flags, files,
 /dev/kvm missing or inaccessible, limits of this host).`,
 		Example: `  vmmd --kernel build/guest/vmmd-testguest.elf --memory 256M --cpus 2 --serial stdio
   vmmd --kernel vmlinuz --initrd initrd.img --append "console=ttyS0" --memory 1G`,
-		Args:          cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unexpected argument %q: vmmd takes only flags (see vmmd --help)", args[0])
+			}
+			return nil
+		},
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {

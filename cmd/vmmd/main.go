@@ -6,9 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/rs/zerolog"
 )
 
 func main() {
+	// Boot timing is read from the logs: millisecond timestamps. This is the
+	// only place zerolog's process-wide settings are touched.
+	zerolog.TimeFieldFormat = zerolog.TimeFormatUnixMs
 	err := newRootCommand().Execute()
 	if err == nil {
 		return
