@@ -67,6 +67,7 @@ func TestBadInput(t *testing.T) {
 		{"cpus above limit", []string{"--kernel", kernel, "--cpus", "5000"}, `--cpus 5000: .*at most`, true},
 		{"unreadable initrd", []string{"--kernel", kernel, "--initrd", filepath.Join(dir, "missing-initrd")}, `--initrd .*: no such file`, true},
 		{"no kvm", []string{"--kernel", kernel, "--kvm-device", filepath.Join(dir, "kvm")}, `KVM device missing`, true},
+		{"not a kvm device", []string{"--kernel", kernel, "--kvm-device", "/dev/null"}, `/dev/null: KVM_GET_API_VERSION`, true},
 		{"bad serial", []string{"--kernel", kernel, "--serial", "tty:x"}, `--serial "tty:x": use stdio`, true},
 		{"bad log level", []string{"--kernel", kernel, "--log-level", "loud"}, `--log-level "loud"`, true},
 		{"bad log format", []string{"--kernel", kernel, "--log-format", "xml"}, `--log-format "xml"`, true},
@@ -103,6 +104,53 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("vmmd panicked:\n%s", stderr.String())
 			}
 		})
+	}
+}
+
+// TestKVMNotAccessible runs vmmd as an unprivileged user, who cannot open
+// /dev/kvm on a host where it is root-only.
+func TestKVMNotAccessible(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to an unprivileged user")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not installed")
+	}
+	kernel := testguest.Path(t, "vmmd-testguest.elf")
+	// The binary must be reachable by nobody: put it in a world-readable dir.
+	dir, err := os.MkdirTemp("", "vmmd-perm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "vmmd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	kcopy := filepath.Join(dir, "guest.elf")
+	data, err := os.ReadFile(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kcopy, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	probe := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "test", "-w", "/dev/kvm")
+	if probe.Run() == nil {
+		t.Skip("/dev/kvm is writable by nobody on this host; nothing to test")
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin, "--kernel", kcopy, "--log-format", "json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit = %v, want 2; stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "no permission (add yourself to group kvm or run as root)") {
+		t.Errorf("stderr does not explain the permission problem:\n%s", stderr.String())
 	}
 }
 

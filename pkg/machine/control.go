@@ -172,6 +172,10 @@ func (m *Machine) Pause(ctx context.Context, state RunState) error {
 // one stays stopped, in prelaunch, as QEMU does.
 func (m *Machine) Reset(ctx context.Context, why string) error {
 	m.mu.Lock()
+	if m.closed.Load() {
+		m.mu.Unlock()
+		return ErrClosed
+	}
 	wasRunning := m.state.Running()
 	if err := m.stopVCPUs(ctx); err != nil {
 		m.mu.Unlock()

@@ -209,6 +209,7 @@ func (m *Machine) buildDevices() error {
 	m.bus = devices.NewBus()
 	m.uart = serial.New(serialIRQ, m.vm.IRQLine, m.cfg.SerialOut)
 	firstMarker := atomic.Bool{}
+	dlog := m.log.With().Str("device", "debug-port").Logger()
 	regs := []struct {
 		base, size uint16
 		dev        devices.PortDevice
@@ -217,9 +218,9 @@ func (m *Machine) buildDevices() error {
 		{serialBase, 8, m.uart, "serial0"},
 		{0x80, 1, devices.NewDebugPort(m.cfg.Start, func(code byte, since time.Duration) {
 			if firstMarker.CompareAndSwap(false, true) {
-				m.log.Info().Dur("since_start", since).Uint8("code", code).Msg("first boot-progress marker")
+				dlog.Info().Dur("since_start_ms", since).Uint8("code", code).Msg("first boot-progress marker")
 			} else {
-				m.log.Debug().Dur("since_start", since).Uint8("code", code).Msg("boot-progress marker")
+				dlog.Debug().Dur("since_start_ms", since).Uint8("code", code).Msg("boot-progress marker")
 			}
 		}), "debug-port"},
 		{0x604, 2, devices.NewPowerPort(func() { m.post(request{kind: reqPowerOff}) }), "acpi-pm1a-cnt"},
@@ -283,9 +284,25 @@ func (m *Machine) Close(ctx context.Context) error {
 		if ferr := m.uart.Flush(ctx); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("flush serial output: %w", ferr))
 		}
+		m.logDeviceStats()
 	}
 	m.teardown()
 	return err
+}
+
+// logDeviceStats reports, once, what devices counted instead of logging
+// per access: dropped console output, failed interrupts, ports nobody owns.
+func (m *Machine) logDeviceStats() {
+	slog := m.log.With().Str("device", "serial0").Logger()
+	if n := m.uart.Dropped(); n > 0 {
+		slog.Warn().Uint64("bytes", n).Msg("console output dropped: the serial backend was too slow")
+	}
+	if n, err := m.uart.IRQFailures(); n > 0 {
+		slog.Warn().Uint64("count", n).AnErr("first_error", err).Msg("serial interrupts could not be raised")
+	}
+	if u := m.bus.Unclaimed(); len(u) > 0 {
+		m.log.Debug().Interface("ports", u).Msg("guest accessed ports no device claims")
+	}
 }
 
 func (m *Machine) teardown() {
