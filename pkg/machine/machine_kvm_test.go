@@ -67,9 +67,13 @@ func (g *guestVM) wait(t *testing.T, from int, re string, d time.Duration) ([]st
 }
 
 func startGuest(t *testing.T, cpus int, mem uint64, gate *block.Gate) *guestVM {
+	return startImage(t, "vmmd-testguest.elf", cpus, mem, gate)
+}
+
+func startImage(t *testing.T, image string, cpus int, mem uint64, gate *block.Gate) *guestVM {
 	t.Helper()
 	kvmtest.Require(t)
-	kernel, err := os.ReadFile(testguest.Path(t, "vmmd-testguest.elf"))
+	kernel, err := os.ReadFile(testguest.Path(t, image))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,17 +118,21 @@ func startGuest(t *testing.T, cpus int, mem uint64, gate *block.Gate) *guestVM {
 
 func TestBootTestGuest(t *testing.T) {
 	tests := []struct {
-		cpus int
-		mem  uint64
+		image, boot string
+		cpus        int
+		mem         uint64
 	}{
-		{1, 128 << 20},
-		{2, 256 << 20},
-		{4, 512 << 20},
-		{2, 2 << 30},
+		{"vmmd-testguest.elf", "pvh", 1, 128 << 20},
+		{"vmmd-testguest.elf", "pvh", 2, 256 << 20},
+		{"vmmd-testguest.elf", "pvh", 4, 512 << 20},
+		{"vmmd-testguest.elf", "pvh", 2, 2 << 30},
+		{"vmmd-testguest.elf", "pvh", 1, 4 << 30}, // RAM above the 3-4 GiB hole
+		{"vmmd-testguest.bzImage", "bzimage", 2, 256 << 20},
+		{"vmmd-testguest.bzImage", "bzimage", 4, 2 << 30},
 	}
 	for _, tc := range tests {
-		t.Run(fmt.Sprintf("cpus=%d,mem=%dM", tc.cpus, tc.mem>>20), func(t *testing.T) {
-			g := startGuest(t, tc.cpus, tc.mem, nil)
+		t.Run(fmt.Sprintf("%s,cpus=%d,mem=%dM", tc.boot, tc.cpus, tc.mem>>20), func(t *testing.T) {
+			g := startImage(t, tc.image, tc.cpus, tc.mem, nil)
 			if s := g.m.State(); s != StatePrelaunch {
 				t.Fatalf("state before start = %s, want prelaunch", s)
 			}
@@ -132,8 +140,8 @@ func TestBootTestGuest(t *testing.T) {
 				t.Fatal(err)
 			}
 			m, _ := g.wait(t, 0, testguest.ReadyRE.String(), 30*time.Second)
-			if m[1] != "pvh" || m[2] != strconv.Itoa(tc.cpus) || m[3] != strconv.FormatUint(tc.mem>>20, 10) {
-				t.Errorf("readiness line %q: want boot=pvh cpus=%d mem=%dM", m[0], tc.cpus, tc.mem>>20)
+			if m[1] != tc.boot || m[2] != strconv.Itoa(tc.cpus) || m[3] != strconv.FormatUint(tc.mem>>20, 10) {
+				t.Errorf("readiness line %q: want boot=%s cpus=%d mem=%dM", m[0], tc.boot, tc.cpus, tc.mem>>20)
 			}
 			if m[5] != fmt.Sprintf("test=%d", tc.cpus) {
 				t.Errorf("cmdline = %q, want test=%d", m[5], tc.cpus)
@@ -268,5 +276,69 @@ func TestGateRefusesStartWithInactiveDisk(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if lines := g.con.Lines(); len(lines) != 0 {
 		t.Errorf("guest ran although the gate refused: %q", lines)
+	}
+}
+
+// TestMemoryWorkloadAndCPUID runs the migration-style memory workload across
+// a pause, checks the checker can fail, and reads back the CPUID vmmd set.
+func TestMemoryWorkloadAndCPUID(t *testing.T) {
+	g := startGuest(t, 2, 256<<20, nil)
+	ctx := context.Background()
+	if err := g.m.Resume(ctx, CauseStart); err != nil {
+		t.Fatal(err)
+	}
+	_, pos := g.wait(t, 0, testguest.ReadyRE.String(), 30*time.Second)
+	g.send(t, "mem start 64")
+	_, pos = g.wait(t, pos, `^OK mem start 64$`, 20*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if err := g.m.Pause(ctx, StatePaused); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := g.m.Resume(ctx, CauseCont); err != nil {
+		t.Fatal(err)
+	}
+	g.send(t, "mem check")
+	m, pos := g.wait(t, pos, `^MEMCHECK (\S+) .*passes=(\d+)`, 10*time.Second)
+	if m[1] != "ok" {
+		t.Fatalf("memory check after pause/resume: %q", m[0])
+	}
+	if n, _ := strconv.Atoi(m[2]); n < 1 {
+		t.Errorf("workload made no complete pass: %q", m[0])
+	}
+	// The checker must be able to fail: corrupt one page and look again.
+	g.send(t, "mem stop")
+	_, pos = g.wait(t, pos, `^OK mem stop$`, 5*time.Second)
+	g.send(t, "mem poke 100 77")
+	_, pos = g.wait(t, pos, `^OK mem poke$`, 5*time.Second)
+	g.send(t, "mem check")
+	m, pos = g.wait(t, pos, `^MEMCHECK (\S+)`, 10*time.Second)
+	if m[1] != "bad" {
+		t.Errorf("mem check after a poke = %q, want bad", m[0])
+	}
+	// CPUID as the guest sees it at CPL0: the TSC-frequency leaf vmmd adds.
+	g.send(t, "cpuid 0x40000010")
+	m, _ = g.wait(t, pos, `^CPUID 0x([0-9a-f]+) 0x([0-9a-f]+)`, 5*time.Second)
+	if khz, _ := strconv.ParseUint(m[1], 16, 32); khz < 100_000 {
+		t.Errorf("TSC kHz leaf = %q, want the host TSC frequency", m[0])
+	}
+}
+
+// TestGuestExceptionKeepsVMMRunning: a guest that faults is the guest's
+// problem; vmmd keeps running and can still pause and stop it.
+func TestGuestExceptionKeepsVMMRunning(t *testing.T) {
+	g := startGuest(t, 1, 128<<20, nil)
+	ctx := context.Background()
+	if err := g.m.Resume(ctx, CauseStart); err != nil {
+		t.Fatal(err)
+	}
+	_, pos := g.wait(t, 0, testguest.ReadyRE.String(), 30*time.Second)
+	g.send(t, "crash")
+	g.wait(t, pos, `^GUEST-EXCEPTION vec=6 `, 10*time.Second)
+	if err := g.m.Pause(ctx, StatePaused); err != nil {
+		t.Fatal(err)
+	}
+	if s := g.m.State(); s != StatePaused {
+		t.Errorf("state = %s, want paused", s)
 	}
 }
