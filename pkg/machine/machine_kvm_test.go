@@ -342,3 +342,41 @@ func TestGuestExceptionKeepsVMMRunning(t *testing.T) {
 		t.Errorf("state = %s, want paused", s)
 	}
 }
+
+// TestInternalErrorStopsVM: an exit vmmd cannot handle (here KVM's emulator
+// failing on an MMIO access) stops the VM in internal-error, never the
+// daemon; cont is refused with QEMU's text; a reset brings the guest back.
+func TestInternalErrorStopsVM(t *testing.T) {
+	g := startGuest(t, 2, 128<<20, nil)
+	ctx := context.Background()
+	if err := g.m.Resume(ctx, CauseStart); err != nil {
+		t.Fatal(err)
+	}
+	_, pos := g.wait(t, 0, testguest.ReadyRE.String(), 30*time.Second)
+	g.send(t, "emufail")
+	_, pos = g.wait(t, pos, `^GUEST-EMUFAIL$`, 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for g.m.State() != StateInternalError {
+		if time.Now().After(deadline) {
+			t.Fatalf("state = %s, want internal-error; console: %q", g.m.State(), g.con.Lines())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := g.m.Resume(ctx, CauseCont); !errors.Is(err, ErrResetRequired) {
+		t.Errorf("cont in internal-error = %v, want %q", err, ErrResetRequired)
+	}
+	if err := g.m.Reset(ctx, "host-qmp-system-reset"); err != nil {
+		t.Fatal(err)
+	}
+	if s := g.m.State(); s != StatePrelaunch {
+		t.Errorf("state after reset from internal-error = %s, want prelaunch", s)
+	}
+	if err := g.m.Resume(ctx, CauseCont); err != nil {
+		t.Fatal(err)
+	}
+	g.wait(t, pos, testguest.ReadyRE.String(), 30*time.Second)
+	names := fmt.Sprint(g.eventNames())
+	if names != "[RESUME STOP RESET RESUME]" {
+		t.Errorf("events = %s, want [RESUME STOP RESET RESUME]", names)
+	}
+}

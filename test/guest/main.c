@@ -179,6 +179,17 @@ static void cmd_lines(char **argv, int argc)
 
 static void __attribute__((noinline)) crash(void) { __asm__ volatile("ud2"); }
 
+/* emufail: an AES-NI load from the MMIO hole. The access leaves the guest
+ * and KVM's instruction emulator, which has no AES instructions, gives up:
+ * the VMM sees KVM_EXIT_INTERNAL_ERROR. Tests use it to check that vmmd
+ * stops the VM in internal-error instead of crashing. xmm0 is not used by
+ * the rest of the guest (built with -mgeneral-regs-only). */
+static void __attribute__((noinline)) emufail(void)
+{
+	__asm__ volatile("aesenc (%0), %%xmm0" : : "r"(0xD0000000UL) : "memory");
+	puts_line("GUEST-EMUFAIL survived");
+}
+
 static void dispatch(char *s)
 {
 	char *argv[8];
@@ -221,6 +232,9 @@ static void dispatch(char *s)
 		cmd_reset(1);
 	} else if (streq(c, "crash")) {
 		crash();
+	} else if (streq(c, "emufail")) {
+		puts_line("GUEST-EMUFAIL");
+		emufail();
 	} else if (streq(c, "diag")) {
 		cmd_diag();
 	} else if (streq(c, "e820")) {
