@@ -42,7 +42,8 @@ func (r Region) End() uint64 { return r.GPA + r.Size }
 
 type slot struct {
 	Region
-	host []byte // mmap'ed, len == Size
+	host  []byte // mmap'ed, len == Size
+	dirty dirtyBitmap
 }
 
 // Memory is the guest's RAM. It is safe for concurrent use: the mappings
@@ -82,7 +83,7 @@ func New(size uint64) (*Memory, error) {
 		// Guest RAM must not be copied into a child if vmmd ever forks a
 		// helper; failure is harmless, so it is ignored.
 		_ = unix.Madvise(b, unix.MADV_DONTFORK)
-		m.slots = append(m.slots, slot{Region: r, host: b})
+		m.slots = append(m.slots, slot{Region: r, host: b, dirty: newDirtyBitmap(r.Size)})
 	}
 	return m, nil
 }

@@ -102,3 +102,44 @@ func TestParseSize(t *testing.T) {
 		t.Errorf("FormatSize = %q", s)
 	}
 }
+
+func TestDeviceDirtyBitmap(t *testing.T) {
+	const size = 4<<30 + 8<<20
+	m, err := New(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.MarkDirty(PageSize*3+100, PageSize); err != nil { // spans pages 3 and 4
+		t.Fatal(err)
+	}
+	if err := m.MarkDirty(HighStart+PageSize*65, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MarkDirty(HoleStart, 1); !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("MarkDirty in the hole: %v", err)
+	}
+	low := make([]uint64, m.DirtyWords(0))
+	if err := m.TakeDirty(0, low); err != nil {
+		t.Fatal(err)
+	}
+	if low[0] != 1<<3|1<<4 {
+		t.Errorf("low bitmap word 0 = %#x, want pages 3 and 4", low[0])
+	}
+	high := make([]uint64, m.DirtyWords(1))
+	if err := m.TakeDirty(1, high); err != nil {
+		t.Fatal(err)
+	}
+	if high[1] != 1<<1 {
+		t.Errorf("high bitmap word 1 = %#x, want page 65", high[1])
+	}
+	// Taking clears.
+	again := make([]uint64, m.DirtyWords(0))
+	m.TakeDirty(0, again)
+	if again[0] != 0 {
+		t.Errorf("bitmap not cleared: %#x", again[0])
+	}
+	if err := m.TakeDirty(0, nil); err == nil {
+		t.Error("short destination accepted")
+	}
+}
