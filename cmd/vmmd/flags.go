@@ -33,7 +33,10 @@ type options struct {
 	kvmPath                 string
 }
 
-func newRootCommand() *cobra.Command {
+// newRootCommand builds the vmmd command. sigs delivers SIGTERM/SIGINT; main
+// subscribes before anything else so that a stop request arriving while the
+// VM is being built still ends in a clean exit.
+func newRootCommand(sigs <-chan os.Signal) *cobra.Command {
 	var o options
 	start := time.Now()
 	cmd := &cobra.Command{
@@ -56,7 +59,7 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 bad input (flags, files,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return run(cmd.Context(), o, start)
+			return run(cmd.Context(), o, start, sigs)
 		},
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/rs/zerolog"
 )
@@ -14,7 +16,9 @@ func main() {
 	// Boot timing is read from the logs: millisecond timestamps. This is the
 	// only place zerolog's process-wide settings are touched.
 	zerolog.TimeFieldFormat = zerolog.TimeFormatUnixMs
-	err := newRootCommand().Execute()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	err := newRootCommand(sigs).Execute()
 	if err == nil {
 		return
 	}

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,7 +22,7 @@ import (
 // may take once vmmd has been told to exit.
 const shutdownGrace = 5 * time.Second
 
-func run(ctx context.Context, o options, start time.Time) error {
+func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal) error {
 	ctx = contextOrBackground(ctx)
 	log, err := newLogger(o)
 	if err != nil {
@@ -62,10 +60,12 @@ func run(ctx context.Context, o options, start time.Time) error {
 	}
 	console.Attach(m)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-
+	select {
+	case s := <-sigs:
+		log.Info().Str("signal", s.String()).Msg("stop requested while the VM was being built")
+		return m.Close(ctx)
+	default:
+	}
 	if o.paused {
 		log.Info().Msg("VM created paused (--paused); it will not run until resumed")
 	} else if err := m.Resume(ctx, machine.CauseStart); err != nil {

@@ -155,13 +155,6 @@ func (m *Machine) build(ctx context.Context) error {
 	if err := m.vm.SetIdentityMapAddr(identityMapAddr); err != nil {
 		return fmt.Errorf("create VM: %w", err)
 	}
-	if err := m.vm.CreateIRQChip(); err != nil {
-		return fmt.Errorf("create VM: %w", err)
-	}
-	// Speaker dummy: port 0x61 is answered inside KVM, as QEMU does.
-	if err := m.vm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
-		return fmt.Errorf("create VM: %w", err)
-	}
 	if m.mem, err = memory.New(m.cfg.Memory); err != nil {
 		return err
 	}
@@ -172,6 +165,17 @@ func (m *Machine) build(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("register guest RAM at %#x: %w", r.GPA, err)
 		}
+	}
+	// The irqchip comes after guest RAM on purpose: once it exists, every
+	// memory-slot change waits for an SRCU grace period in KVM (measured
+	// here: 7 ms for the first slot, against 0.3 ms before it), which was
+	// most of vmmd's start-up time.
+	if err := m.vm.CreateIRQChip(); err != nil {
+		return fmt.Errorf("create VM: %w", err)
+	}
+	// Speaker dummy: port 0x61 is answered inside KVM, as QEMU does.
+	if err := m.vm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
+		return fmt.Errorf("create VM: %w", err)
 	}
 	if err := m.buildDevices(); err != nil {
 		return err

@@ -1,0 +1,137 @@
+// Command vmmbench compares vmmd with QEMU microvm on this machine: time from
+// exec to the guest's GUEST-READY console line, and the VMM's own memory
+// (RSS minus the guest RAM mapping). Runs of the VMMs are interleaved so that
+// machine noise hits all of them alike. It is what `make bench` runs.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// options are the command-line settings.
+type options struct {
+	runs      int
+	warmup    int
+	memoryMiB int
+	settle    time.Duration
+	timeout   time.Duration
+	vmmd      string
+	qemu      string
+	kernel    string
+	jsonPath  string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run returns the exit status: 0 when every configuration was measured,
+// 1 when the comparison could not be made, 2 for bad flags.
+func run(args []string, stdout, stderr io.Writer) int {
+	opts, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "vmmbench: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	env, err := preflight(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmmbench: %v\n", err)
+		return 1
+	}
+	cfgs := configs(env, opts.memoryMiB)
+	started := time.Now()
+	fmt.Fprintf(stderr, "vmmbench: %d runs (+%d warm-up) of %d configurations, interleaved; QEMU: %s\n",
+		opts.runs, opts.warmup, len(cfgs), env.qemuVersion)
+	results, err := runAll(ctx, cfgs, opts, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmmbench: %v\n", err)
+		return 1
+	}
+	elapsed := time.Since(started)
+	sums, err := summarize(cfgs, results)
+	if err != nil {
+		fmt.Fprintf(stderr, "vmmbench: %v\n", err)
+		return 1
+	}
+	goals := evaluateGoals(sums)
+	if err := writeReport(stdout, sums, goals, opts, env, elapsed); err != nil {
+		fmt.Fprintf(stderr, "vmmbench: write report: %v\n", err)
+		return 1
+	}
+	if opts.jsonPath != "" {
+		raw := rawReport{
+			Started: started, DurationS: elapsed.Seconds(), Host: env.host(), Settings: settingsOf(opts),
+			Configs: cfgs, Summaries: sums, Goals: goals, Runs: results,
+		}
+		if err := writeJSON(opts.jsonPath, raw); err != nil {
+			fmt.Fprintf(stderr, "vmmbench: %v\n", err)
+			return 1
+		}
+	}
+	for _, s := range sums {
+		if s.OK == 0 {
+			fmt.Fprintf(stderr, "vmmbench: %s failed in all %d runs; the comparison is incomplete\n", s.Name, s.Runs)
+			return 1
+		}
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("vmmbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.runs, "runs", 15, "measured runs per configuration")
+	fs.IntVar(&o.warmup, "warmup", 1, "untimed warm-up rounds before the measured ones")
+	fs.IntVar(&o.memoryMiB, "memory", 256, "guest RAM in MiB, for every VMM")
+	fs.DurationVar(&o.settle, "settle", time.Second, "wait after GUEST-READY before reading /proc/PID/smaps")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "give up on a run that shows no GUEST-READY within this time")
+	fs.StringVar(&o.vmmd, "vmmd", "", "vmmd binary (default <repo>/bin/vmmd)")
+	fs.StringVar(&o.qemu, "qemu", "qemu-system-x86_64", "QEMU binary, a path or a name looked up in PATH")
+	fs.StringVar(&o.kernel, "kernel", "", "guest kernel (default <repo>/build/guest/vmmd-testguest.elf)")
+	fs.StringVar(&o.jsonPath, "json", "", "also write raw results as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	switch {
+	case fs.NArg() != 0:
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case o.runs < 1:
+		return o, fmt.Errorf("-runs %d: need at least 1", o.runs)
+	case o.warmup < 0:
+		return o, fmt.Errorf("-warmup %d: must not be negative", o.warmup)
+	case o.memoryMiB < 1:
+		return o, fmt.Errorf("-memory %d: need at least 1 MiB", o.memoryMiB)
+	case o.settle < 0:
+		return o, fmt.Errorf("-settle %v: must not be negative", o.settle)
+	case o.timeout <= 0:
+		return o, fmt.Errorf("-timeout %v: must be positive", o.timeout)
+	}
+	return o, nil
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode JSON results: %w", err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write JSON results: %w", err)
+	}
+	return nil
+}
