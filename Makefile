@@ -6,7 +6,7 @@ BIN     := bin
 GUEST   := build/guest/vmmd-testguest.elf
 # Packages tested under the race detector. pkg/kvm and pkg/machine include
 # KVM tests; they run here too (the race detector watches the vCPU threads).
-RACE_PKGS := ./pkg/... ./internal/...
+RACE_PKGS := ./pkg/... ./internal/... ./bench/...
 
 .PHONY: all build guest linux deps run test test-unit test-kvm vet bench clean
 
