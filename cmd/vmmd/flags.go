@@ -31,6 +31,7 @@ type options struct {
 	name                    string
 	logLevel, logFormat     string
 	kvmPath                 string
+	drives                  []string
 }
 
 // newRootCommand builds the vmmd command. sigs delivers SIGTERM/SIGINT; main
@@ -71,6 +72,7 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 bad input (flags, files,
 	f.StringVar(&o.cmdline, "append", "", "kernel command line")
 	f.StringVar(&o.memory, "memory", "512M", "guest RAM, e.g. 256M or 2G")
 	f.IntVar(&o.cpus, "cpus", 1, "number of vCPUs")
+	f.StringArrayVar(&o.drives, "drive", nil, "disk (repeatable): file=PATH|nbd://HOST[:PORT]/EXPORT|nbd+unix:///EXPORT?socket=PATH,id=NAME[,format=raw][,cache=writeback|none][,readonly=on][,werror=report|stop|ignore][,rerror=...][,timeout=5s]")
 	f.StringVar(&o.serial, "serial", "stdio", "COM1 backend: stdio, file:PATH, unix:PATH or none")
 	f.BoolVar(&o.paused, "paused", false, "create the VM but do not start its vCPUs (like QEMU -S)")
 	f.StringVar(&o.name, "name", "vmmd", "VM name, used in logs")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/vmmd/vmmd/pkg/block"
 	"github.com/vmmd/vmmd/pkg/boot"
 	"github.com/vmmd/vmmd/pkg/kvm"
 	"github.com/vmmd/vmmd/pkg/machine"
@@ -37,6 +38,13 @@ func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal)
 		return &usageError{err}
 	}
 	defer sys.Close()
+
+	drives, err := openDrives(ctx, o.drives, log)
+	if err != nil {
+		return err
+	}
+	defer closeDrives(drives, log)
+	cfg.Drives = drives
 
 	console, err := openConsole(ctx, o.serial, log)
 	if err != nil {
@@ -130,6 +138,48 @@ func validate(o options, log zerolog.Logger) (machine.Config, error) {
 		return cfg, usagef("--cpus %d: need at least 1 vCPU", o.cpus)
 	}
 	return machine.Config{Name: o.name, Kernel: kernel, Initrd: initrd, Cmdline: o.cmdline, Memory: size, CPUs: o.cpus}, nil
+}
+
+// openDrives parses and opens every --drive. A drive that cannot be opened
+// (missing file, unreachable NBD server, image locked by another process) is
+// bad input: vmmd refuses to start rather than boot a guest without its disk.
+func openDrives(ctx context.Context, specs []string, log zerolog.Logger) ([]*block.Drive, error) {
+	var drives []*block.Drive
+	seen := map[string]bool{}
+	for _, s := range specs {
+		spec, err := block.ParseDriveSpec(s)
+		if err != nil {
+			closeDrives(drives, log)
+			return nil, &usageError{err}
+		}
+		if seen[spec.ID] {
+			closeDrives(drives, log)
+			return nil, usagef("--drive: duplicate id=%s", spec.ID)
+		}
+		seen[spec.ID] = true
+		d, err := block.OpenDrive(ctx, spec, block.OpenOptions{Log: log.With().Str("drive", spec.ID).Logger()})
+		if err != nil {
+			closeDrives(drives, log)
+			return nil, usagef("--drive id=%s: %w", spec.ID, err)
+		}
+		drives = append(drives, d)
+	}
+	if len(drives) > machine.MaxDrives {
+		closeDrives(drives, log)
+		return nil, usagef("%d --drive flags: vmmd supports at most %d disks", len(drives), machine.MaxDrives)
+	}
+	return drives, nil
+}
+
+// closeDrives flushes and closes the drives, releasing image locks.
+func closeDrives(drives []*block.Drive, log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	for _, d := range drives {
+		if err := d.Close(ctx); err != nil {
+			log.Error().Err(err).Str("drive", d.Name()).Msg("close drive")
+		}
+	}
 }
 
 // hostMemory returns MemTotal from /proc/meminfo.

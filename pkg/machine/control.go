@@ -14,14 +14,17 @@ const (
 	reqReset
 	reqPanic
 	reqInternalError
+	reqIOError
 )
 
 // request is something a vCPU thread or device needs the controller to do.
 // vCPU threads cannot do it themselves: stopping the VM waits for every
 // vCPU, including the one asking.
 type request struct {
-	kind requestKind
-	why  string
+	kind  requestKind
+	why   string
+	drive string // reqIOError: which drive
+	op    string // reqIOError: read, write or flush
 }
 
 // post hands a request to the controller without blocking a vCPU thread. The
@@ -70,6 +73,16 @@ func (m *Machine) handle(ctx context.Context, r request) {
 		if err := m.Pause(ctx, StateInternalError); err != nil {
 			m.log.Error().Err(err).Msg("stop after internal error")
 		}
+	case reqIOError:
+		// werror/rerror=stop: QEMU stops the VM in io-error and tells the
+		// client which device failed; cont retries the request.
+		m.log.Error().Str("drive", r.drive).Str("operation", r.op).Str("error", r.why).
+			Msg("disk I/O error: VM stopped (error policy stop); cont retries")
+		if err := m.Pause(ctx, StateIOError); err != nil {
+			m.log.Error().Err(err).Msg("stop after disk I/O error")
+		}
+		m.emit("BLOCK_IO_ERROR", map[string]any{"device": r.drive, "node-name": r.drive,
+			"operation": r.op, "action": "stop", "nospace": false, "reason": r.why})
 	}
 }
 
@@ -123,7 +136,11 @@ func (m *Machine) Resume(ctx context.Context, cause Cause) error {
 		return &GateError{Cause: cause, Err: err}
 	}
 	was := m.state
+	if was == StateIOError && cause == CauseCont {
+		cause = CauseIOErrorResume
+	}
 	m.setState(StateRunning)
+	m.resumeDisks()
 	m.startVCPUs()
 	if cause == CauseReset {
 		m.resetLog.Info().Msg("vCPUs restarted after reset")
@@ -161,6 +178,12 @@ func (m *Machine) Pause(ctx context.Context, state RunState) error {
 	}
 	if err := m.stopVCPUs(ctx); err != nil {
 		return err
+	}
+	// A stopped VM has no disk I/O in flight (migration and snapshots rely
+	// on it). A device that could not drain in time is logged, not fatal:
+	// the VM is stopped either way.
+	if err := m.pauseDisks(ctx); err != nil {
+		m.log.Warn().Err(err).Msg("disks did not quiesce")
 	}
 	m.setState(state)
 	m.emit("STOP", nil)

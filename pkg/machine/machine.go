@@ -40,7 +40,10 @@ type Config struct {
 	CPUs    int
 	// SerialOut receives the guest's COM1 output; nil discards it.
 	SerialOut io.Writer
-	// Gate is the block reactivation gate; nil means a gate with no disks.
+	// Drives are the guest's disks, in order; each becomes a virtio-blk
+	// device. The machine does not close them.
+	Drives []*block.Drive
+	// Gate is the block reactivation gate; nil means a gate over Drives.
 	Gate *block.Gate
 	// OnEvent is called (from a machine goroutine, never a vCPU thread) for
 	// every event, after the run state has changed. It must not block long.
@@ -62,6 +65,7 @@ type Machine struct {
 	bus      *devices.Bus
 	uart     *serial.UART
 	gate     *block.Gate
+	disks    []*disk
 	entry    *boot.Entry
 	vcpus    []*vcpu
 
@@ -109,7 +113,11 @@ func New(ctx context.Context, sys *kvm.System, cfg Config) (*Machine, error) {
 		return nil, &ConfigError{fmt.Errorf("--cpus %d: need at least 1 vCPU", cfg.CPUs)}
 	}
 	if cfg.Gate == nil {
-		cfg.Gate = block.NewGate()
+		acts := make([]block.Activatable, len(cfg.Drives))
+		for i, d := range cfg.Drives {
+			acts[i] = d
+		}
+		cfg.Gate = block.NewGate(acts...)
 	}
 	if cfg.Start.IsZero() {
 		cfg.Start = time.Now()
@@ -178,6 +186,9 @@ func (m *Machine) build(ctx context.Context) error {
 		return fmt.Errorf("create VM: %w", err)
 	}
 	if err := m.buildDevices(); err != nil {
+		return err
+	}
+	if err := m.attachDisks(); err != nil {
 		return err
 	}
 	if m.entry, err = m.loadImage(); err != nil {
@@ -317,6 +328,7 @@ func (m *Machine) teardown() {
 		v.quit()
 	}
 	m.wg.Wait()
+	m.closeDisks()
 	if m.uart != nil {
 		m.uart.Close()
 	}
