@@ -1,15 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -154,61 +155,106 @@ func TestKVMNotAccessible(t *testing.T) {
 	}
 }
 
+// vmmdProc is a vmmd process running the test guest.
+type vmmdProc struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	con    *testguest.Console
+	done   chan struct{} // closed when the process has exited
+	err    error         // cmd.Wait's result, valid after done
+	stderr *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the process writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // startVMMD runs vmmd on the test guest with its serial console on stdio.
-func startVMMD(t *testing.T, bin string, extra ...string) (*exec.Cmd, io.WriteCloser, *testguest.Console) {
+// If vmmd exits, waits on its console fail at once instead of timing out.
+func startVMMD(t *testing.T, bin string, extra ...string) *vmmdProc {
 	t.Helper()
 	kvmtest.Require(t)
 	kernel := testguest.Path(t, "vmmd-testguest.elf")
 	args := append([]string{"--kernel", kernel, "--serial", "stdio", "--log-format", "json"}, extra...)
-	cmd := exec.Command(bin, args...)
-	con := testguest.NewConsole()
-	cmd.Stdout = con
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
+	return startProc(t, exec.Command(bin, args...))
+}
+
+// startProc starts cmd with its stdout going to a test console.
+func startProc(t *testing.T, cmd *exec.Cmd) *vmmdProc {
+	t.Helper()
+	p := &vmmdProc{cmd: cmd, con: testguest.NewConsole(), done: make(chan struct{}), stderr: &syncBuffer{}}
+	p.cmd.Stdout = p.con
+	p.cmd.Stderr = p.stderr
+	stdin, err := p.cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	p.stdin = stdin
+	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		p.err = p.cmd.Wait()
+		p.con.Close(fmt.Errorf("vmmd exited: %v; stderr: %s", p.err, lastLine(p.stderr.String())))
+		close(p.done)
+	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("vmmd stderr:\n%s", stderr.String())
+			t.Logf("vmmd stderr:\n%s", p.stderr.String())
 		}
 	})
-	return cmd, stdin, con
+	return p
 }
 
-func waitExit(t *testing.T, cmd *exec.Cmd, d time.Duration) int {
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// waitExit waits for vmmd to exit and returns its exit code.
+func waitExit(t *testing.T, p *vmmdProc, d time.Duration) int {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
+	case <-p.done:
 	case <-time.After(d):
-		cmd.Process.Kill()
-		<-done
+		p.cmd.Process.Kill()
+		<-p.done
 		t.Fatalf("vmmd did not exit within %v", d)
-		return -1
 	}
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return 0
 }
 
 func TestReadinessAndPowerOff(t *testing.T) {
 	bin := buildVMMD(t)
-	cmd, stdin, con := startVMMD(t, bin, "--memory", "256M", "--cpus", "2")
+	p := startVMMD(t, bin, "--memory", "256M", "--cpus", "2")
+	stdin, con := p.stdin, p.con
 	ctx, cancel := testguest.Deadline(t, 30*time.Second)
 	defer cancel()
 	m, pos, err := con.Wait(ctx, 0, testguest.ReadyRE)
@@ -222,7 +268,7 @@ func TestReadinessAndPowerOff(t *testing.T) {
 	if _, _, err := con.Wait(ctx, pos, regexp.MustCompile(`^GUEST-POWEROFF`)); err != nil {
 		t.Fatal(err)
 	}
-	if code := waitExit(t, cmd, 10*time.Second); code != 0 {
+	if code := waitExit(t, p, 10*time.Second); code != 0 {
 		t.Errorf("exit code after guest poweroff = %d, want 0", code)
 	}
 }
@@ -231,16 +277,17 @@ func TestSIGTERMStopsGuest(t *testing.T) {
 	bin := buildVMMD(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd, _, con := startVMMD(t, bin, "--memory", "128M")
+			p := startVMMD(t, bin, "--memory", "128M")
+			con := p.con
 			ctx, cancel := testguest.Deadline(t, 30*time.Second)
 			defer cancel()
 			if _, _, err := con.Wait(ctx, 0, testguest.ReadyRE); err != nil {
 				t.Fatal(err)
 			}
-			if err := cmd.Process.Signal(sig); err != nil {
+			if err := p.cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
-			if code := waitExit(t, cmd, 10*time.Second); code != 0 {
+			if code := waitExit(t, p, 10*time.Second); code != 0 {
 				t.Errorf("exit code after %v = %d, want 0", sig, code)
 			}
 		})
@@ -249,13 +296,13 @@ func TestSIGTERMStopsGuest(t *testing.T) {
 
 func TestPausedDoesNotRun(t *testing.T) {
 	bin := buildVMMD(t)
-	cmd, _, con := startVMMD(t, bin, "--memory", "128M", "--paused")
+	p := startVMMD(t, bin, "--memory", "128M", "--paused")
 	time.Sleep(time.Second)
-	if lines := con.Lines(); len(lines) != 0 {
+	if lines := p.con.Lines(); len(lines) != 0 {
 		t.Fatalf("guest printed while --paused: %q", lines)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if code := waitExit(t, cmd, 10*time.Second); code != 0 {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, p, 10*time.Second); code != 0 {
 		t.Errorf("exit code = %d", code)
 	}
 }
@@ -265,25 +312,20 @@ func TestJSONLogsWhenNotATerminal(t *testing.T) {
 	bin := buildVMMD(t)
 	kernel := testguest.Path(t, "vmmd-testguest.elf")
 	kvmtest.Require(t)
-	cmd := exec.Command(bin, "--kernel", kernel, "--memory", "64M", "--paused", "--serial", "none")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	p := startProc(t, exec.Command(bin, "--kernel", kernel, "--memory", "64M", "--paused", "--serial", "none"))
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.stderr.String(), "\n") {
+		if time.Now().After(deadline) {
+			t.Fatal("no log output")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	if !sc.Scan() {
-		t.Fatal("no log output")
-	}
-	line := sc.Text()
+	line := strings.SplitN(p.stderr.String(), "\n", 2)[0]
 	if !strings.HasPrefix(line, "{") || !strings.Contains(line, `"vm":"vmmd"`) {
 		t.Errorf("first log line is not JSON with a vm field: %q", line)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	go io.Copy(io.Discard, stderr)
-	if code := waitExit(t, cmd, 10*time.Second); code != 0 {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitExit(t, p, 10*time.Second); code != 0 {
 		t.Errorf("exit code = %d", code)
 	}
 }
@@ -304,18 +346,12 @@ func TestLinuxBzImageSmoke(t *testing.T) {
 		t.Skip(msg)
 	}
 	bin := buildVMMD(t)
-	cmd := exec.Command(bin, "--kernel", kernel, "--memory", "512M", "--serial", "stdio",
-		"--append", "earlyprintk=ttyS0,115200 console=ttyS0 nokaslr")
-	con := testguest.NewConsole()
-	cmd.Stdout = con
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	p := startProc(t, exec.Command(bin, "--kernel", kernel, "--memory", "512M", "--serial", "stdio",
+		"--append", "earlyprintk=ttyS0,115200 console=ttyS0 nokaslr"))
+	con := p.con
 	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		if code := waitExit(t, cmd, 10*time.Second); code != 0 {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		if code := waitExit(t, p, 10*time.Second); code != 0 {
 			t.Errorf("exit code = %d", code)
 		}
 	}()
@@ -324,6 +360,8 @@ func TestLinuxBzImageSmoke(t *testing.T) {
 	// The decompressor's warning is printed through the early serial console
 	// set up from earlyprintk=, before decompression starts.
 	if _, _, err := con.Wait(ctx, 0, regexp.MustCompile(`KASLR disabled: 'nokaslr' on cmdline`)); err != nil {
-		t.Fatalf("%v\nvmmd stderr:\n%s", err, stderr.String())
+		t.Fatalf("%v\nvmmd stderr:\n%s", err, p.stderr.String())
 	}
 }
+
+func asExit(err error, ee **exec.ExitError) bool { return errors.As(err, ee) }

@@ -43,6 +43,7 @@ func Path(t testing.TB, name string) string {
 // It is an io.Writer for the VMM's serial output.
 type Console struct {
 	mu      sync.Mutex
+	closed  error
 	partial []byte
 	lines   []string
 	changed chan struct{}
@@ -82,6 +83,18 @@ func (c *Console) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Close marks the output as finished (the VMM exited): waits for lines
+// that have not arrived fail at once with why.
+func (c *Console) Close(why error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed == nil {
+		c.closed = why
+		close(c.changed)
+		c.changed = make(chan struct{})
+	}
+}
+
 // Lines returns a copy of every complete line so far.
 func (c *Console) Lines() []string {
 	c.mu.Lock()
@@ -108,6 +121,11 @@ func (c *Console) Wait(ctx context.Context, from int, re *regexp.Regexp) ([]stri
 			}
 		}
 		from = max(from, len(c.lines))
+		if c.closed != nil {
+			err := fmt.Errorf("no line matching %q: console closed: %w (last lines: %q)", re, c.closed, c.tailLocked(5))
+			c.mu.Unlock()
+			return nil, from, err
+		}
 		ch := c.changed
 		c.mu.Unlock()
 		select {
@@ -121,6 +139,10 @@ func (c *Console) Wait(ctx context.Context, from int, re *regexp.Regexp) ([]stri
 func (c *Console) tail(n int) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.tailLocked(n)
+}
+
+func (c *Console) tailLocked(n int) []string {
 	if len(c.lines) <= n {
 		return append([]string(nil), c.lines...)
 	}

@@ -2,6 +2,7 @@ package block
 
 import (
 	"context"
+	"github.com/vmmd/vmmd/internal/nbdkittest"
 	"testing"
 )
 
@@ -63,8 +64,8 @@ func benchParallel(b *testing.B, d *Drive, n int) {
 }
 
 func BenchmarkNBD(b *testing.B) {
-	srv := startNbdkit(b, "memory", "size=256M")
-	d := benchDrive(b, "file="+srv.uri+",id=disk0")
+	srv := nbdkittest.Start(b, "memory", "size=256M")
+	d := benchDrive(b, "file="+srv.URI+",id=disk0")
 	// Fill the export so reads are of allocated memory.
 	benchWarm(b, d)
 	b.Run("read4K", func(b *testing.B) { benchIO(b, d, false, 4096) })

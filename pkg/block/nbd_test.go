@@ -3,6 +3,7 @@ package block
 import (
 	"errors"
 	"fmt"
+	"github.com/vmmd/vmmd/internal/nbdkittest"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,8 +16,8 @@ import (
 
 func TestNBDMemoryRoundTrip(t *testing.T) {
 	ctx := testCtx(t)
-	srv := startNbdkit(t, "memory", "size=64M")
-	d := openDrive(t, "file="+srv.uri+",id=disk0", OpenOptions{})
+	srv := nbdkittest.Start(t, "memory", "size=64M")
+	d := openDrive(t, "file="+srv.URI+",id=disk0", OpenOptions{})
 	info := d.Info()
 	if info.Driver != "nbd" || info.Size != 64<<20 || !info.Active || !info.Healthy || info.BlockSize != 512 {
 		t.Fatalf("Info() = %+v", info)
@@ -49,7 +50,7 @@ func TestNBDMemoryRoundTrip(t *testing.T) {
 
 func TestNBDTCP(t *testing.T) {
 	ctx := testCtx(t)
-	uri := startNbdkitTCP(t, "memory", "size=1M")
+	uri := nbdkittest.StartTCP(t, "memory", "size=1M")
 	d := openDrive(t, "file="+uri+",id=disk0", OpenOptions{})
 	data := pattern(8192, 9)
 	if err := d.WriteAt(ctx, data, 8192, WriteFUA); err != nil {
@@ -67,8 +68,8 @@ func TestNBDTCP(t *testing.T) {
 func TestNBDFilePlugin(t *testing.T) {
 	ctx := testCtx(t)
 	img := tempImage(t, 4<<20)
-	srv := startNbdkit(t, "file", "file="+img)
-	d := openDrive(t, "file="+srv.uri+",id=disk0", OpenOptions{})
+	srv := nbdkittest.Start(t, "file", "file="+img)
+	d := openDrive(t, "file="+srv.URI+",id=disk0", OpenOptions{})
 	want := make([]byte, 4<<20)
 	for i := 0; i < 32; i++ {
 		off := int64(i) * 128 << 10
@@ -107,8 +108,8 @@ func TestNBDFilePlugin(t *testing.T) {
 // out of order and must be matched by cookie.
 func TestNBDManyInFlight(t *testing.T) {
 	ctx := testCtx(t)
-	srv := startNbdkit(t, "--filter=delay", "memory", "size=16M", "delay-write=5ms", "delay-read=5ms")
-	d := openDrive(t, "file="+srv.uri+",id=disk0", OpenOptions{})
+	srv := nbdkittest.Start(t, "--filter=delay", "memory", "size=16M", "delay-write=5ms", "delay-read=5ms")
+	d := openDrive(t, "file="+srv.URI+",id=disk0", OpenOptions{})
 	const workers, perWorker, blk = 16, 20, 4096
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
@@ -146,11 +147,11 @@ func TestNBDManyInFlight(t *testing.T) {
 // server's errno and leaves the connection usable.
 func TestNBDServerErrors(t *testing.T) {
 	ctx := testCtx(t)
-	trigger := filepath.Join(shortDir(t), "fail")
-	srv := startNbdkit(t, "--filter=error", "memory", "size=1M",
+	trigger := filepath.Join(nbdkittest.ShortDir(t), "fail")
+	srv := nbdkittest.Start(t, "--filter=error", "memory", "size=1M",
 		"error-pwrite=ENOSPC", "error-pwrite-rate=100%", "error-pwrite-file="+trigger,
 		"error-pread=EIO", "error-pread-rate=100%", "error-pread-file="+trigger)
-	d := openDrive(t, "file="+srv.uri+",id=disk0,werror=stop", OpenOptions{})
+	d := openDrive(t, "file="+srv.URI+",id=disk0,werror=stop", OpenOptions{})
 	if err := os.WriteFile(trigger, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +189,8 @@ func TestNBDStoppedServer(t *testing.T) {
 	// One worker thread: nbdkit 1.32 with a parallel plugin can abort
 	// (raw_send_socket: Assertion `sock >= 0') when it resumes and finds
 	// several replies to send on a connection the client has closed.
-	srv := startNbdkit(t, "-t", "1", "file", "file="+img)
-	d := openDrive(t, "file="+srv.uri+",id=disk0,timeout=500ms,werror=stop", OpenOptions{})
+	srv := nbdkittest.Start(t, "-t", "1", "file", "file="+img)
+	d := openDrive(t, "file="+srv.URI+",id=disk0,timeout=500ms,werror=stop", OpenOptions{})
 	before := pattern(4096, 11)
 	if err := d.WriteAt(ctx, before, 0, 0); err != nil {
 		t.Fatal(err)
@@ -198,7 +199,7 @@ func TestNBDStoppedServer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv.signal(t, syscall.SIGSTOP)
+	srv.Signal(t, syscall.SIGSTOP)
 	// Several requests in flight at once all fail.
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
@@ -243,7 +244,7 @@ func TestNBDStoppedServer(t *testing.T) {
 		t.Fatal("a drive whose flush failed must stay active")
 	}
 
-	srv.signal(t, syscall.SIGCONT)
+	srv.Signal(t, syscall.SIGCONT)
 	// cont: the gate reactivates every drive, which repairs this one.
 	if err := NewGate(d).ReactivateAll(ctx); err != nil {
 		t.Fatalf("reactivation after SIGCONT: %v", err)
@@ -268,8 +269,8 @@ func TestNBDStoppedServer(t *testing.T) {
 func TestNBDKilledServer(t *testing.T) {
 	ctx := testCtx(t)
 	img := tempImage(t, 1<<20)
-	srv := startNbdkit(t, "--filter=delay", "file", "file="+img, "delay-read=2000ms")
-	d := openDrive(t, "file="+srv.uri+",id=disk0", OpenOptions{})
+	srv := nbdkittest.Start(t, "--filter=delay", "file", "file="+img, "delay-read=2000ms")
+	d := openDrive(t, "file="+srv.URI+",id=disk0", OpenOptions{})
 	data := pattern(4096, 5)
 	if err := d.WriteAt(ctx, data, 0, WriteFUA); err != nil {
 		t.Fatal(err)
@@ -279,7 +280,7 @@ func TestNBDKilledServer(t *testing.T) {
 	waitInflight(t, d, 1)
 	time.Sleep(50 * time.Millisecond) // let the request reach the server
 	start := time.Now()
-	srv.signal(t, syscall.SIGKILL)
+	srv.Signal(t, syscall.SIGKILL)
 	select {
 	case err := <-readErr:
 		if !errors.Is(err, ErrIO) || errors.Is(err, ErrTimeout) {
@@ -296,8 +297,8 @@ func TestNBDKilledServer(t *testing.T) {
 		t.Fatal("Activate succeeded with no server")
 	}
 
-	_ = os.Remove(srv.sock)
-	startNbdkitAt(t, srv.sock, "file", "file="+img)
+	_ = os.Remove(srv.Sock)
+	nbdkittest.StartAt(t, srv.Sock, "file", "file="+img)
 	if err := d.Activate(ctx); err != nil {
 		t.Fatalf("Activate with the server back: %v", err)
 	}
@@ -311,9 +312,9 @@ func TestNBDKilledServer(t *testing.T) {
 func TestNBDReconnectsOnItsOwn(t *testing.T) {
 	ctx := testCtx(t)
 	img := tempImage(t, 1<<20)
-	srv := startNbdkit(t, "file", "file="+img)
-	d := openDrive(t, "file="+srv.uri+",id=disk0", OpenOptions{})
-	srv.signal(t, syscall.SIGKILL)
+	srv := nbdkittest.Start(t, "file", "file="+img)
+	d := openDrive(t, "file="+srv.URI+",id=disk0", OpenOptions{})
+	srv.Signal(t, syscall.SIGKILL)
 	if err := d.ReadAt(ctx, make([]byte, 512), 0); !errors.Is(err, ErrIO) {
 		t.Fatalf("read after kill: %v", err)
 	}
@@ -322,8 +323,8 @@ func TestNBDReconnectsOnItsOwn(t *testing.T) {
 	if !errors.Is(err, ErrIO) || strings.Contains(err.Error(), "reconnecting failed") {
 		t.Fatalf("read within the reconnect interval: %v", err)
 	}
-	_ = os.Remove(srv.sock)
-	startNbdkitAt(t, srv.sock, "file", "file="+img)
+	_ = os.Remove(srv.Sock)
+	nbdkittest.StartAt(t, srv.Sock, "file", "file="+img)
 	time.Sleep(1100 * time.Millisecond)
 	if err := d.ReadAt(ctx, make([]byte, 512), 0); err != nil {
 		t.Fatalf("read after the reconnect interval: %v", err)
@@ -339,8 +340,8 @@ func TestNBDReconnectsOnItsOwn(t *testing.T) {
 func TestNBDInactivateDrains(t *testing.T) {
 	ctx := testCtx(t)
 	img := tempImage(t, 1<<20)
-	srv := startNbdkit(t, "--filter=delay", "file", "file="+img, "delay-write=500ms")
-	d := openDrive(t, "file="+srv.uri+",id=disk0", OpenOptions{})
+	srv := nbdkittest.Start(t, "--filter=delay", "file", "file="+img, "delay-write=500ms")
+	d := openDrive(t, "file="+srv.URI+",id=disk0", OpenOptions{})
 	data := pattern(4096, 21)
 	writeDone := make(chan error, 1)
 	go func() { writeDone <- d.WriteAt(ctx, data, 8192, 0) }()
@@ -375,20 +376,20 @@ func TestNBDInactivateDrains(t *testing.T) {
 // (nbdkit's eval plugin) and checks the gate reports it.
 func TestNBDFlushFailureReachesGate(t *testing.T) {
 	ctx := testCtx(t)
-	dir := shortDir(t)
+	dir := nbdkittest.ShortDir(t)
 	trigger := filepath.Join(dir, "failflush")
 	data := filepath.Join(dir, "data")
 	if err := os.WriteFile(data, make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srv := startNbdkit(t, "eval",
+	srv := nbdkittest.Start(t, "eval",
 		"get_size=echo 1048576",
 		"pread=dd if="+data+" skip=$4 count=$3 iflag=count_bytes,skip_bytes status=none",
 		"pwrite=dd of="+data+" seek=$4 conv=notrunc oflag=seek_bytes status=none",
 		"can_flush=exit 0",
 		"flush=if [ -e "+trigger+" ]; then echo 'EIO flush refused by test' >&2; exit 1; fi",
 	)
-	d := openDrive(t, "file="+srv.uri+",id=disk0", OpenOptions{})
+	d := openDrive(t, "file="+srv.URI+",id=disk0", OpenOptions{})
 	if err := d.WriteAt(ctx, make([]byte, 512), 0, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -417,9 +418,9 @@ func TestNBDFlushFailureReachesGate(t *testing.T) {
 
 func TestNBDBlockSizeLimits(t *testing.T) {
 	ctx := testCtx(t)
-	srv := startNbdkit(t, "--filter=blocksize-policy", "memory", "size=4M",
+	srv := nbdkittest.Start(t, "--filter=blocksize-policy", "memory", "size=4M",
 		"blocksize-minimum=4096", "blocksize-maximum=64K", "blocksize-error-policy=error")
-	d := openDrive(t, "file="+srv.uri+",id=disk0", OpenOptions{})
+	d := openDrive(t, "file="+srv.URI+",id=disk0", OpenOptions{})
 	if d.BlockSize() != 4096 {
 		t.Fatalf("BlockSize() = %d, want the server's minimum 4096", d.BlockSize())
 	}
@@ -440,13 +441,13 @@ func TestNBDBlockSizeLimits(t *testing.T) {
 
 func TestNBDReadOnlyExport(t *testing.T) {
 	ctx := testCtx(t)
-	srv := startNbdkit(t, "-r", "memory", "size=1M")
-	s, _ := ParseDriveSpec("file=" + srv.uri + ",id=disk0")
+	srv := nbdkittest.Start(t, "-r", "memory", "size=1M")
+	s, _ := ParseDriveSpec("file=" + srv.URI + ",id=disk0")
 	_, err := OpenDrive(ctx, s, OpenOptions{})
 	if err == nil || !strings.Contains(err.Error(), "the export is read-only; use readonly=on") {
 		t.Fatalf("writable drive on a read-only export: %v", err)
 	}
-	d := openDrive(t, "file="+srv.uri+",id=disk0,readonly=on", OpenOptions{})
+	d := openDrive(t, "file="+srv.URI+",id=disk0,readonly=on", OpenOptions{})
 	if err := d.ReadAt(ctx, make([]byte, 512), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -457,8 +458,8 @@ func TestNBDReadOnlyExport(t *testing.T) {
 
 func TestNBDUnknownExport(t *testing.T) {
 	ctx := testCtx(t)
-	srv := startNbdkit(t, "--filter=exportname", "memory", "size=1M", "exportname=good", "exportname-strict=true")
-	sock := strings.TrimPrefix(srv.uri, "nbd+unix:///?socket=")
+	srv := nbdkittest.Start(t, "--filter=exportname", "memory", "size=1M", "exportname=good", "exportname-strict=true")
+	sock := strings.TrimPrefix(srv.URI, "nbd+unix:///?socket=")
 	s, _ := ParseDriveSpec("file=nbd+unix:///bad?socket=" + sock + ",id=disk0")
 	_, err := OpenDrive(ctx, s, OpenOptions{})
 	if err == nil || !strings.Contains(err.Error(), `NBD_OPT_GO for export "bad"`) {
@@ -471,7 +472,7 @@ func TestNBDUnknownExport(t *testing.T) {
 // not an NBD server, and a server that never answers.
 func TestNBDOpenFailures(t *testing.T) {
 	ctx := testCtx(t)
-	dir := shortDir(t)
+	dir := nbdkittest.ShortDir(t)
 	open := func(sock string) error {
 		s, err := ParseDriveSpec("file=nbd+unix:///x?socket=" + sock + ",id=disk0,timeout=200ms")
 		if err != nil {

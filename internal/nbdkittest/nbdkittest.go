@@ -1,4 +1,7 @@
-package block
+// Package nbdkittest starts nbdkit, the NBD server from Debian, for tests
+// that need real shared storage, and plays the storage server that stops
+// answering (SIGSTOP) or dies (SIGKILL).
+package nbdkittest
 
 import (
 	"bytes"
@@ -15,10 +18,10 @@ import (
 	"github.com/vmmd/vmmd/internal/kvmtest"
 )
 
-// requireNbdkit returns nbdkit's path. Without nbdkit the test is skipped
+// Require returns nbdkit's path. Without nbdkit the test is skipped
 // with the reason, unless VMMD_REQUIRE_KVM=1 (CI), where it fails: CI is
 // meant to have every tool the tests need.
-func requireNbdkit(t testing.TB) string {
+func Require(t testing.TB) string {
 	t.Helper()
 	path, err := exec.LookPath("nbdkit")
 	if err == nil {
@@ -32,17 +35,19 @@ func requireNbdkit(t testing.TB) string {
 	return ""
 }
 
-// nbdkitServer is an nbdkit process serving on a unix socket (or TCP).
-type nbdkitServer struct {
-	cmd    *exec.Cmd
-	sock   string
-	uri    string
-	stderr *bytes.Buffer
+// Server is an nbdkit process serving on a unix socket (or TCP).
+type Server struct {
+	// Cmd is the nbdkit process.
+	Cmd *exec.Cmd
+	// Sock is the unix socket path; URI the NBD URI QEMU-style.
+	Sock, URI string
+	// Stderr collects nbdkit's messages.
+	Stderr *bytes.Buffer
 }
 
-// shortDir returns a temporary directory with a short path: unix socket
+// ShortDir returns a temporary directory with a short path: unix socket
 // paths are limited to 107 bytes, and t.TempDir embeds the test name.
-func shortDir(t testing.TB) string {
+func ShortDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "nbd")
 	if err != nil {
@@ -52,39 +57,40 @@ func shortDir(t testing.TB) string {
 	return dir
 }
 
-// startNbdkit runs nbdkit -f --exit-with-parent -U SOCKET ARGS... and waits
+// Start runs nbdkit -f --exit-with-parent -U SOCKET ARGS... and waits
 // until it accepts connections. ARGS are filters, the plugin and its
 // parameters.
-func startNbdkit(t testing.TB, args ...string) *nbdkitServer {
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	sock := filepath.Join(shortDir(t), "nbd.sock")
-	return startNbdkitAt(t, sock, args...)
+	sock := filepath.Join(ShortDir(t), "nbd.sock")
+	return StartAt(t, sock, args...)
 }
 
-func startNbdkitAt(t testing.TB, sock string, args ...string) *nbdkitServer {
+// StartAt is Start on a given socket path (to restart a server in place).
+func StartAt(t testing.TB, sock string, args ...string) *Server {
 	t.Helper()
-	bin := requireNbdkit(t)
-	s := &nbdkitServer{sock: sock, uri: "nbd+unix:///?socket=" + sock, stderr: &bytes.Buffer{}}
-	s.cmd = exec.Command(bin, append([]string{"-f", "--exit-with-parent", "-U", sock}, args...)...)
-	s.cmd.Stderr = s.stderr
-	if err := s.cmd.Start(); err != nil {
+	bin := Require(t)
+	s := &Server{Sock: sock, URI: "nbd+unix:///?socket=" + sock, Stderr: &bytes.Buffer{}}
+	s.Cmd = exec.Command(bin, append([]string{"-f", "--exit-with-parent", "-U", sock}, args...)...)
+	s.Cmd.Stderr = s.Stderr
+	if err := s.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(exited) }()
+	go func() { _ = s.Cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGCONT)
-		_ = s.cmd.Process.Kill()
+		_ = s.Cmd.Process.Signal(syscall.SIGCONT)
+		_ = s.Cmd.Process.Kill()
 		<-exited
-		if t.Failed() && s.stderr.Len() > 0 {
-			t.Logf("nbdkit stderr:\n%s", s.stderr)
+		if t.Failed() && s.Stderr.Len() > 0 {
+			t.Logf("nbdkit stderr:\n%s", s.Stderr)
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		select {
 		case <-exited:
-			t.Fatalf("nbdkit %v exited: %s", args, s.stderr)
+			t.Fatalf("nbdkit %v exited: %s", args, s.Stderr)
 		default:
 		}
 		if c, err := net.Dial("unix", sock); err == nil {
@@ -98,10 +104,10 @@ func startNbdkitAt(t testing.TB, sock string, args ...string) *nbdkitServer {
 	}
 }
 
-// startNbdkitTCP serves on 127.0.0.1 on a free port.
-func startNbdkitTCP(t testing.TB, args ...string) (uri string) {
+// StartTCP serves on 127.0.0.1 on a free port.
+func StartTCP(t testing.TB, args ...string) (uri string) {
 	t.Helper()
-	bin := requireNbdkit(t)
+	bin := Require(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -129,19 +135,19 @@ func startNbdkitTCP(t testing.TB, args ...string) (uri string) {
 	}
 }
 
-// signal sends sig to nbdkit. For SIGSTOP it also waits until every thread
+// Signal sends sig to nbdkit. For SIGSTOP it also waits until every thread
 // has stopped: kill returns before the stop takes effect, and a request
 // sent in between would still be served.
-func (s *nbdkitServer) signal(t testing.TB, sig syscall.Signal) {
+func (s *Server) Signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
+	if err := s.Cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal nbdkit: %v", err)
 	}
 	if sig != syscall.SIGSTOP {
 		return
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !allThreadsStopped(s.cmd.Process.Pid) {
+	for !allThreadsStopped(s.Cmd.Process.Pid) {
 		if time.Now().After(deadline) {
 			t.Fatal("nbdkit did not stop within 5s of SIGSTOP")
 		}
