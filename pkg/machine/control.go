@@ -78,11 +78,12 @@ func (m *Machine) handle(ctx context.Context, r request) {
 		// client which device failed; cont retries the request.
 		m.log.Error().Str("drive", r.drive).Str("operation", r.op).Str("error", r.why).
 			Msg("disk I/O error: VM stopped (error policy stop); cont retries")
+		// QEMU's order: BLOCK_IO_ERROR, then the STOP of the VM it causes.
+		m.emit("BLOCK_IO_ERROR", map[string]any{"device": r.drive, "node-name": r.drive,
+			"operation": r.op, "action": "stop", "nospace": false, "reason": r.why})
 		if err := m.Pause(ctx, StateIOError); err != nil {
 			m.log.Error().Err(err).Msg("stop after disk I/O error")
 		}
-		m.emit("BLOCK_IO_ERROR", map[string]any{"device": r.drive, "node-name": r.drive,
-			"operation": r.op, "action": "stop", "nospace": false, "reason": r.why})
 	}
 }
 

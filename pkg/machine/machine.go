@@ -266,6 +266,16 @@ func (m *Machine) State() RunState {
 	return m.state
 }
 
+// VCPUThreads returns each vCPU's host thread id, in vCPU order (QMP's
+// query-cpus-fast reports them so operators can pin or inspect threads).
+func (m *Machine) VCPUThreads() []int {
+	ids := make([]int, len(m.vcpus))
+	for i, v := range m.vcpus {
+		ids[i] = v.tid
+	}
+	return ids
+}
+
 // InvariantViolations counts vCPU starts that found a disk inactive. It must
 // stay 0; tests assert it.
 func (m *Machine) InvariantViolations() uint64 { return m.violations.Load() }

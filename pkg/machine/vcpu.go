@@ -7,6 +7,7 @@ import (
 	"runtime"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmmd/vmmd/pkg/kvm"
 )
@@ -29,6 +30,7 @@ type vcpu struct {
 	m       *Machine
 	log     zerolog.Logger
 	cpu     *kvm.VCPU // touched only by this vCPU's thread, except SetImmediateExit
+	tid     int       // host thread id, set before the vCPU is announced ready
 	reqs    chan vcpuReq
 	quitCh  chan struct{}
 	runDone chan error // set by startVCPUs, drained by stopVCPUs (under m.mu)
@@ -75,6 +77,7 @@ func (m *Machine) createVCPUs(ctx context.Context) error {
 // the thread exits with the goroutine and no other goroutine inherits it.
 func (v *vcpu) thread(mmapSize int, supported *kvm.CPUID, ready chan<- error) {
 	runtime.LockOSThread()
+	v.tid = unix.Gettid()
 	cpu, err := v.m.vm.CreateVCPU(v.id, mmapSize)
 	if err == nil {
 		v.cpu = cpu

@@ -32,6 +32,10 @@ type conn struct {
 	mu         sync.Mutex // orders negotiation against event delivery
 	negotiated bool
 	closed     bool
+
+	// after is set by a handler that returned *Deferred; the reader runs it
+	// once the reply is queued. Only the reader goroutine touches it.
+	after func()
 }
 
 func newConn(ctx context.Context, s *Server, nc net.Conn, id uint64, where string) *conn {

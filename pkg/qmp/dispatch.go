@@ -33,6 +33,10 @@ func (c *conn) handle(req *value, parseErr string) {
 	}
 	line := append(appendQEMU(nil, resp), '\r', '\n')
 	c.sendReply(line, negotiate)
+	if after := c.after; after != nil {
+		c.after = nil
+		after()
+	}
 	if e := c.log.Debug(); e.Enabled() {
 		if name != "" {
 			e = e.Str("command", name)
@@ -153,6 +157,9 @@ func (c *conn) call(cmd *command, args Args) (ret *value, qerr *Error) {
 		}
 	}()
 	out, err := cmd.handler(c.ctx, args)
+	if d, ok := out.(*Deferred); ok && err == nil {
+		out, c.after = d.Return, d.After
+	}
 	if err != nil {
 		var qe *Error
 		if errors.As(err, &qe) {

@@ -34,3 +34,11 @@ func Errorf(class ErrorClass, format string, args ...any) *Error {
 func genericf(format string, args ...any) *Error {
 	return Errorf(GenericError, format, args...)
 }
+
+// Deferred lets a handler act after its reply has been queued: Return is
+// the reply, After runs next on the connection's reader. quit uses it so
+// that its {} reaches the client before the SHUTDOWN event, as with QEMU.
+type Deferred struct {
+	Return any
+	After  func()
+}

@@ -1,7 +1,8 @@
 /* Firmware tables: ACPI (RSDP -> RSDT/XSDT -> MADT, FADT) and the Intel MP
  * table, read in place (identity mapped, user accessible). Only what the
- * guest needs: the CPU count, the IOAPIC, the serial IRQ route and the
- * reset / sleep registers. */
+ * guest needs: the CPU count, the IOAPICs, the ISA IRQ overrides (serial,
+ * disks), the reset / sleep registers and where the DSDT is (virtio.c
+ * scans it for virtio-mmio devices). */
 #include "guest.h"
 
 static const u64 MEM_LIMIT = 4ull << 30;
@@ -59,12 +60,24 @@ static void parse_madt(struct platform *pf, u64 t, u32 len)
 			pf->madt_cpus++; /* processor local APIC, enabled */
 		else if (type == 9 && elen >= 16 && (mem_rd32(p + 8) & 1))
 			pf->madt_cpus++; /* processor local x2APIC, enabled */
-		else if (type == 1 && elen >= 12 && !pf->ioapic) {
-			pf->ioapic = mem_rd32(p + 4);
-			pf->ioapic_gsi_base = mem_rd32(p + 8);
-		} else if (type == 2 && elen >= 10 && mem_rd8(p + 3) == 4) {
-			pf->serial_gsi = mem_rd32(p + 4); /* override for ISA IRQ 4 */
-			pf->serial_flags = mem_rd16(p + 8);
+		else if (type == 1 && elen >= 12) {
+			if (!pf->ioapic) {
+				pf->ioapic = mem_rd32(p + 4);
+				pf->ioapic_gsi_base = mem_rd32(p + 8);
+			}
+			if (pf->nr_ioapics < MAX_IOAPICS) {
+				pf->ioapics[pf->nr_ioapics].addr = mem_rd32(p + 4);
+				pf->ioapics[pf->nr_ioapics].gsi_base = mem_rd32(p + 8);
+				pf->nr_ioapics++;
+			}
+		} else if (type == 2 && elen >= 10 && mem_rd8(p + 3) < 16) {
+			u8 src = mem_rd8(p + 3); /* interrupt source override for an ISA IRQ */
+			pf->isa_gsi[src] = mem_rd32(p + 4);
+			pf->isa_flags[src] = mem_rd16(p + 8);
+			if (src == 4) {
+				pf->serial_gsi = pf->isa_gsi[4];
+				pf->serial_flags = pf->isa_flags[4];
+			}
 		}
 		p += elen;
 	}
@@ -72,6 +85,10 @@ static void parse_madt(struct platform *pf, u64 t, u32 len)
 
 static void parse_fadt(struct platform *pf, u64 t, u32 len)
 {
+	if (len >= 44)
+		pf->dsdt = mem_rd32(t + 40);
+	if (len >= 148 && mem_rd64(t + 140) && mem_rd64(t + 140) < MEM_LIMIT)
+		pf->dsdt = mem_rd64(t + 140); /* X_DSDT */
 	if (len >= 68)
 		pf->pm1a_cnt = mem_rd32(t + 64);
 	if (len >= 129 && (mem_rd32(t + 112) & (1u << 10))) { /* RESET_REG_SUP */
@@ -161,6 +178,8 @@ void platform_scan(struct platform *pf, u64 rsdp_hint)
 {
 	memset(pf, 0, sizeof(*pf));
 	pf->serial_gsi = 4;
+	for (unsigned i = 0; i < 16; i++)
+		pf->isa_gsi[i] = i;
 	u64 rsdp = find_rsdp(rsdp_hint);
 	if (rsdp) {
 		pf->acpi = 1;

@@ -185,7 +185,7 @@ ap_user:
  * cannot deliver `int n` in protected mode (it raises #UD), but exceptions
  * from CPL3 are delivered through the IDT, so #BP is the system call gate.
  * An int3 with any other EAX is reported like any other exception. */
-        .globl k_sys_entry, irq_timer, irq_serial, irq_eoi, irq_spurious
+        .globl k_sys_entry, irq_timer, irq_serial, irq_disk, irq_eoi, irq_spurious
 k_sys_entry:
         cmp $SYS_IDLE, %eax
         je k_sys_idle
@@ -229,6 +229,9 @@ k_sys_triple:
 
 irq_timer:
         incq timer_ticks(%rip)
+        jmp irq_eoi
+irq_disk:
+        incq disk_irqs(%rip)
         jmp irq_eoi
 irq_serial:
         incq serial_irqs(%rip)
@@ -429,10 +432,11 @@ pd:
 /* ------------------------------------------------------------------ */
         .section .bss
         .balign 4096
-        .globl idt, ap_online, ap_tss, timer_ticks, serial_irqs, ap_arrival
+        .globl idt, ap_online, ap_tss, timer_ticks, serial_irqs, disk_irqs, ap_arrival
 idt:    .skip 4096
 timer_ticks: .skip 8
 serial_irqs: .skip 8
+disk_irqs: .skip 8
 ap_online: .skip 4
         .balign 8
 ap_arrival: .skip 8 * MAX_AP_APICID       /* TSC when each AP reached CPL3 */

@@ -115,8 +115,18 @@ struct gas {
 	u8 space, width, offset, access;
 	u64 addr;
 };
+#define MAX_IOAPICS 8
+struct ioapic_desc {
+	u64 addr;
+	u32 gsi_base;
+};
 struct platform {
 	int acpi; /* RSDP found */
+	unsigned nr_ioapics; /* from the MADT, in table order */
+	struct ioapic_desc ioapics[MAX_IOAPICS];
+	u32 isa_gsi[16];   /* ISA IRQ -> GSI (identity unless overridden) */
+	u16 isa_flags[16]; /* MPS INTI flags from an override, 0 = ISA default */
+	u64 dsdt;          /* 0 if none */
 	unsigned madt_cpus, mp_cpus, described;
 	u64 ioapic; /* 0 if not described */
 	u32 ioapic_gsi_base;
@@ -145,8 +155,11 @@ struct clock {
 void clock_init(struct clock *c);
 void irq_init(struct clock *c, const struct platform *pf);
 u64 ms_to_tsc(const struct clock *c, u64 ms);
+enum { IOAPIC_CHECK, IOAPIC_ROUTE, IOAPIC_LOW };
+int ioapic_route_gsi(const struct clock *c, const struct platform *pf, u32 gsi, u32 vec, u16 flags,
+		     int masked, int op);
 void tsc_delay(const struct clock *c, u64 us);
-extern u64 timer_ticks, serial_irqs;
+extern u64 timer_ticks, serial_irqs, disk_irqs;
 
 /* ---- SMP (smp.c) ---- */
 void idt_init(void);
@@ -162,5 +175,12 @@ void work_cmd_dirty(struct bootinfo *bi, char **argv, int argc);
 /* Runs workloads until `until` (TSC); returns 1 if there is more work now. */
 int work_step(const struct clock *c, u64 until);
 void work_init(const struct clock *c);
+
+/* ---- virtio-blk disks (virtio.c, disk.c) ---- */
+void disk_init(const struct bootinfo *bi, const struct platform *pf, const struct clock *c);
+unsigned disk_count(void);
+void disk_print_all(void); /* the GUEST-DISK lines */
+void disk_cmd(char **argv, int argc);
+void heartbeat_tick(void); /* main.c: HB lines while a disk command waits */
 
 #endif

@@ -28,6 +28,7 @@
 /* Interrupt vectors. */
 #define VEC_SERIAL 0x24
 #define VEC_TIMER 0x40
+#define VEC_DISK 0x50 /* every virtio-blk device, in `disk mode irq` */
 #define VEC_SPURIOUS 0xff
 
 /* System calls: `int3` from CPL3 with one of these in EAX (see entry.S). */

@@ -5,7 +5,7 @@
 static struct bootinfo bi;
 static struct platform pf;
 static struct clock clk;
-static u64 tsc_cmain, tsc_smp, tsc_ready; /* boot stages, for diag */
+static u64 tsc_cmain, tsc_smp, tsc_disk, tsc_ready; /* boot stages, for diag */
 
 static struct {
 	u64 period; /* TSC ticks, 0 = off */
@@ -29,7 +29,8 @@ static void ready_line(const char *prefix)
 	l_u64(&l, bi.nr_e820);
 	l_str(&l, " cmdline=\"");
 	l_str(&l, bi.cmdline);
-	l_chr(&l, '"');
+	l_str(&l, "\" disks=");
+	l_u64(&l, disk_count());
 	l_emit(&l);
 }
 
@@ -48,6 +49,10 @@ static void cmd_hb(char **argv, int argc)
 	l_u64(&l, ms);
 	l_emit(&l);
 }
+
+static void heartbeat(u64 now);
+
+void heartbeat_tick(void) { heartbeat(rdtsc()); }
 
 static void heartbeat(u64 now)
 {
@@ -128,7 +133,11 @@ static void cmd_diag(void)
 	l_str(&l, " init_us=");
 	l_u64(&l, (tsc_smp - tsc_cmain) * 1000 / clk.tsc_khz);
 	l_str(&l, " smp_us=");
-	l_u64(&l, (tsc_ready - tsc_smp) * 1000 / clk.tsc_khz);
+	l_u64(&l, (tsc_disk - tsc_smp) * 1000 / clk.tsc_khz);
+	l_str(&l, " disk_us=");
+	l_u64(&l, (tsc_ready - tsc_disk) * 1000 / clk.tsc_khz);
+	l_str(&l, " disk_irqs=");
+	l_u64(&l, disk_irqs);
 	l_emit(&l);
 	l_str(&l, "DIAG ap_arrival_us");
 	for (unsigned i = 0; i < MAX_AP_APICID; i++) {
@@ -216,6 +225,8 @@ static void dispatch(char *s)
 		cmd_hb(argv, argc);
 	} else if (streq(c, "mem")) {
 		work_cmd_mem(&bi, argv, argc);
+	} else if (streq(c, "disk")) {
+		disk_cmd(argv, argc);
 	} else if (streq(c, "dirty")) {
 		work_cmd_dirty(&bi, argv, argc);
 	} else if (streq(c, "cpus")) {
@@ -320,6 +331,9 @@ void __attribute__((noreturn)) cmain(u64 protocol, u64 ptr)
 		l_u64(&l, online);
 		l_emit(&l);
 	}
+	tsc_disk = rdtsc();
+	disk_init(&bi, &pf, &clk);
+	disk_print_all();
 	outb(0x80, 0x10);
 	tsc_ready = rdtsc();
 	ready_line("GUEST-READY ");

@@ -4,17 +4,25 @@
 Usage: qemu-smoke.py [--elf PATH] [--bzimage PATH] [--quick] [-v]
 
 Runs the protocol checks (README.md) on a 2-CPU 256 MiB microvm, a boot
-matrix (-smp 1/2/4 x -m 128/256/2048), crash/reset/poweroff, and reports
-the time from QEMU start to GUEST-READY and QEMU's CPU use with the guest
-idle. Exit status 0 only if every check passed.
+matrix (-smp 1/2/4 x -m 128/256/2048), crash/reset/poweroff, the virtio-blk
+checks (records written and flushed by the guest, then read from the image
+with check-records.py, over a file and over nbdkit; legacy and modern
+transports; polled and interrupt completion; device errors, a killed and a
+stopped NBD server) and the disk throughput baseline, and reports the time
+from QEMU start to GUEST-READY and QEMU's CPU use with the guest idle. Exit
+status 0 only if every check passed (a check that cannot run, e.g. without
+nbdkit, prints SKIP and is not counted as passed).
 """
 import argparse
 import json
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -24,11 +32,17 @@ DEFAULT_BZ = os.path.join(HERE, "..", "..", "build", "guest", "vmmd-testguest.bz
 DEFAULT_SHIM = os.path.join(HERE, "..", "..", "build", "guest", "obj", "bz64shim.elf")
 QEMU = os.environ.get("QEMU", "qemu-system-x86_64")
 READY_RE = (r"^GUEST-READY (vmmd-testguest boot=(\w+) cpus=(\d+) mem=(\d+)M "
-            r"ram_kib=(\d+) e820=(\d+) cmdline=\"(.*)\")$")
+            r"ram_kib=(\d+) e820=(\d+) cmdline=\"(.*)\" disks=(\d+))$")
+CHECK_RECORDS = os.path.join(HERE, "check-records.py")
 VERBOSE = False
+ONLY = None
 
 
 class Failure(Exception):
+    pass
+
+
+class Skip(Exception):
     pass
 
 
@@ -283,18 +297,376 @@ def idle_cpu(g, seconds=5.0):
     return 100.0 * (b - a) / hz / seconds
 
 
+# ---- virtio-blk ------------------------------------------------------------
+
+DISK_RE = (r"^GUEST-DISK index=(\d+) base=(0x[0-9a-f]+) irq=(\d+) capacity=(\d+) "
+           r"ro=([01]) id=(\S*)$")
+MODERN = ["-global", "virtio-mmio.force-legacy=false"]  # QEMU 7.2 defaults to legacy
+
+
+def blk(src, idx, serial=None, opts=""):
+    """-drive/-device arguments for one virtio-blk-device."""
+    dev = "virtio-blk-device,drive=d%d" % idx + (",serial=%s" % serial if serial else "")
+    return ["-drive", "id=d%d,file=%s,format=raw,if=none%s" % (idx, src, opts), "-device", dev]
+
+
+def disks_at_boot(g, n, timeout=20):
+    """Parses the GUEST-DISK lines up to GUEST-READY, which must say disks=n."""
+    found = []
+    while True:
+        _, m = g.expect(r"^(GUEST-DISK |GUEST-READY )", timeout)
+        line = m.string
+        if line.startswith("GUEST-READY"):
+            r = re.match(READY_RE, line)
+            if not r or int(r.group(8)) != n or len(found) != n:
+                raise Failure("%r after %d GUEST-DISK lines: want disks=%d" % (line, len(found), n))
+            return found
+        d = re.match(DISK_RE, line)
+        if not d or int(d.group(1)) != len(found):
+            raise Failure("bad disk line %r" % line)
+        found.append(d)
+
+
+def disk_irq_count(g, disk=0):
+    _, m = g.cmd("disk info %d" % disk, r"^DISK-INFO index=%d .* irqs=(\d+)$" % disk)
+    return int(m.group(1))
+
+
+def write_records(g, disk, first, count, flush=True, timeout=60):
+    g.cmd("disk write %d %d %d%s" % (disk, first, count, " flush" if flush else ""),
+          r"^OK disk write %d %d %d flushed=%d$" % (disk, first, count, int(flush)), timeout)
+
+
+def verify_records(g, disk, first, count, timeout=60):
+    g.cmd("disk verify %d %d %d" % (disk, first, count),
+          r"^VERIFY ok disk=%d records=%d$" % (disk, count), timeout)
+
+
+def check_image(path, ranges, rest_zero=True):
+    args = [sys.executable, CHECK_RECORDS, path] + ["%d:%d:%d" % r for r in ranges]
+    if rest_zero:
+        args.append("--rest-zero")
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Failure("check-records %s: %s %s" % (" ".join(args[3:]), r.stdout.strip(), r.stderr.strip()))
+    return r.stdout.strip()
+
+
+def poweroff_wait(g):
+    g.cmd("poweroff", r"^GUEST-POWEROFF$")
+    if g.wait_exit(10) is None:
+        raise Failure("QEMU still running 10 s after poweroff")
+
+
+def record_workload(g, disk=0):
+    """Records in poll and irq mode, rewrites, negative verifies. Returns the
+    ranges (first, count, seed) the image must hold, later ones winning."""
+    g.cmd("disk mode poll", r"^OK disk mode poll$")
+    write_records(g, disk, 0, 2048)
+    verify_records(g, disk, 0, 2048)
+    g.cmd("disk verify %d 0 2049" % disk, r"^VERIFY bad disk=%d record=2048 reason=magic$" % disk)
+    g.cmd("disk seed 77", r"^OK disk seed 77$")
+    write_records(g, disk, 5000, 300, flush=False)
+    g.cmd("disk flush %d" % disk, r"^OK disk flush$")
+    verify_records(g, disk, 5000, 300)
+    g.cmd("disk verify %d 0 1" % disk, r"^VERIFY bad disk=%d record=0 reason=seed$" % disk)
+    g.cmd("disk mode irq", r"^OK disk mode irq$")
+    irqs0 = disk_irq_count(g, disk)
+    g.cmd("disk seed 1", r"^OK disk seed 1$")
+    write_records(g, disk, 10000, 700)
+    g.cmd("disk seed 5", r"^OK disk seed 5$")
+    write_records(g, disk, 1000, 24)
+    verify_records(g, disk, 1000, 24)
+    g.cmd("disk seed 1", r"^OK disk seed 1$")
+    g.cmd("disk verify %d 0 2048" % disk, r"^VERIFY bad disk=%d record=1000 reason=seed$" % disk)
+    verify_records(g, disk, 10000, 700)
+    _, m = g.cmd("disk bench %d rand read 4" % disk,
+                 r"^DISKBENCH disk=%d mode=rand op=read bytes=4194304 usec=\d+ iops=(\d+) "
+                 r"mibps=[\d.]+ qd=1 completion=irq irqs=(\d+)$" % disk, 60)
+    irqs = disk_irq_count(g, disk) - irqs0
+    if irqs <= 0 or int(m.group(2)) <= 0:
+        raise Failure("irq mode: no disk interrupt taken (%d)" % irqs)
+    if int(m.group(1)) < 300:
+        raise Failure("irq mode: %s IOPS at qd 1, as if woken by the 10 ms tick only" % m.group(1))
+    g.cmd("disk mode poll", r"^OK disk mode poll$")
+    _, m = g.cmd("disk bench %d rand read 1" % disk, r"^DISKBENCH .* completion=poll irqs=(\d+)$", 60)
+    if int(m.group(1)) != 0:
+        raise Failure("poll mode took %s disk interrupts" % m.group(1))
+    return [(0, 2048, 1), (5000, 300, 77), (10000, 700, 1), (1000, 24, 5)], irqs
+
+
+def disk_checks(a, results):
+    tmp = tempfile.mkdtemp(prefix="vmmd-testguest-")
+
+    def image(name, mib=64):
+        path = os.path.join(tmp, name)
+        with open(path, "wb") as f:
+            f.truncate(mib << 20)
+        return path
+
+    def file_modern():
+        rw, ro = image("rw.img"), image("ro.img", 8)
+        g = Guest(a.elf, 2, 256, extra=MODERN + blk(rw, 0, "vmmd-rw") +
+                  blk(ro, 1, "vmmd-ro", ",readonly=on"))
+        try:
+            found = disks_at_boot(g, 2)
+            by_id = {d.group(6): d for d in found}
+            if set(by_id) != {"vmmd-rw", "vmmd-ro"}:
+                raise Failure("disk ids %r" % sorted(by_id))
+            r, o = by_id["vmmd-rw"], by_id["vmmd-ro"]
+            if (r.group(4), r.group(5), o.group(4), o.group(5)) != ("131072", "0", "16384", "1"):
+                raise Failure("capacity/ro: %s / %s" % (r.group(0), o.group(0)))
+            for d in found:  # QEMU's microvm: 512-byte transports from 0xfeb00000, IRQ 24+i
+                i = (int(d.group(2), 16) - 0xfeb00000) // 512
+                if int(d.group(2), 16) != 0xfeb00000 + 512 * i or int(d.group(3)) != 24 + i:
+                    raise Failure("base/irq: %s" % d.group(0))
+            di, oi = int(r.group(1)), int(o.group(1))
+            g.cmd("disk list", r"^GUEST-DISK index=0 ")
+            g.expect(r"^GUEST-DISK index=1 ")
+            g.expect(r"^OK disk list$")
+            g.cmd("disk id %d" % oi, r"^DISK-ID vmmd-ro$")
+            g.cmd("disk info %d" % di, r"^DISK-INFO index=%d version=2 .* queue=64 slots=16 " % di)
+            ranges, irqs = record_workload(g, di)
+            # device errors are reported, and the driver keeps working
+            g.cmd("disk write %d 0 1 flush" % oi, r"^DISK-ERROR op=write disk=%d sector=0 status=ioerr$" % oi)
+            g.cmd("disk verify %d 0 1" % oi, r"^VERIFY bad disk=%d record=0 reason=magic$" % oi)
+            g.cmd("disk op %d 127" % di, r"^DISK-OP type=127 status=unsupp$")
+            g.cmd("disk write %d 131072 1" % di, r"^ERR range exceeds capacity$")
+            g.cmd("disk write 2 0 1", r"^ERR no such disk$")
+            g.cmd("disk bench %d seq read 0" % di, r"^ERR usage")
+            g.cmd("disk frob", r"^ERR usage")
+            g.cmd("disk timeout 0", r"^ERR usage")
+            _, m = g.cmd("diag", r"^DIAG .* disk_us=(\d+) disk_irqs=(\d+)$")
+            # reset: the guest finds the disks again, the data is there
+            g.cmd("reset", r"^GUEST-RESET$")
+            disks_at_boot(g, 2)
+            g.cmd("disk seed 77", r"^OK disk seed 77$")
+            verify_records(g, di, 5000, 300)
+            poweroff_wait(g)
+            out = check_image(rw, ranges)
+            check_image(ro, [])
+            return "2 disks (rw + ro), %s, %d irqs in irq mode, boot disk set-up %s us" % (
+                out, irqs, m.group(1))
+        finally:
+            g.close()
+    run("disk file modern", file_modern, results)
+
+    def file_legacy():
+        path = image("legacy.img")
+        g = Guest(a.elf, 2, 256, extra=blk(path, 0, "legacy"))
+        try:
+            disks_at_boot(g, 1)
+            g.cmd("disk info 0", r"^DISK-INFO index=0 version=1 ")
+            ranges, irqs = record_workload(g)
+            poweroff_wait(g)
+            return "%s, %d irqs" % (check_image(path, ranges), irqs)
+        finally:
+            g.close()
+    run("disk file legacy", file_legacy, results)
+
+    def cmdline():
+        out = []
+        path = image("cmdline.img")
+        # acpi=off: QEMU appends virtio_mmio.device=512@0xfeb00e00:12 itself
+        g = Guest(a.elf, 1, 128, machine="microvm,acpi=off", extra=MODERN + blk(path, 0))
+        try:
+            g.expect(r"^GUEST-DISK index=0 base=0xfeb00e00 irq=12 capacity=131072 ro=0 id=$")
+            _, m = g.expect(READY_RE)
+            if "virtio_mmio.device=512@0xfeb00e00:12" not in m.group(7) or m.group(8) != "1":
+                raise Failure(m.group(0))
+            g.cmd("disk mode irq", r"^OK disk mode irq$")
+            write_records(g, 0, 0, 100)
+            verify_records(g, 0, 0, 100)
+            _, b = g.cmd("disk bench 0 rand read 4", r"^DISKBENCH .* iops=(\d+) .* completion=irq irqs=(\d+)$")
+            if int(b.group(2)) == 0 or int(b.group(1)) < 300:
+                raise Failure("irq mode on IOAPIC pin 12: %s" % b.group(0))
+            out.append("acpi=off: QEMU's cmdline entry, irq 12")
+        finally:
+            g.close()
+        append = ("console=ttyS0 virtio_mmio.device=4K@0xfeb02e00:47 virtio_mmio.device=1x@1:2 "
+                  "virtio_mmio.device=512@0xfeb00000:24")
+        g = Guest(a.elf, 1, 128, append=append, extra=MODERN + blk(path, 0, "c1"))
+        try:
+            g.expect(r"^GUEST-WARN bad virtio_mmio.device=1x@1:2 ")
+            g.expect(r"^GUEST-WARN virtio-mmio 0xfeb00000: no device behind the transport$")
+            disks_at_boot(g, 1)
+            g.cmd("disk list", r"^GUEST-DISK index=0 base=0xfeb02e00 irq=47 capacity=131072 ro=0 id=c1$")
+            verify_records(g, 0, 0, 100)
+            out.append("-append with K suffix, a bad and an empty entry")
+        finally:
+            g.close()
+        return "; ".join(out)
+    run("disk cmdline", cmdline, results)
+
+    def pause():
+        """A QMP stop longer than the request timeout in the middle of a write."""
+        path = image("pause.img", 256)
+        n = 524288  # the whole 256 MiB: ~1 s of record generation and I/O
+        g = Guest(a.elf, 2, 256, extra=MODERN + blk(path, 0))
+        try:
+            disks_at_boot(g, 1)
+            g.cmd("disk timeout 1000", r"^OK disk timeout 1000$")
+            g.cmd("hb 100", r"^OK hb 100$")
+            g.send("disk write 0 0 %d flush" % n)
+            time.sleep(0.1)
+            g.qmp("stop")
+            t_stop = time.monotonic() - g.t0
+            time.sleep(2.0)
+            g.qmp("cont")
+            t_ok, m = g.expect(r"^(OK disk write 0 0 %d flushed=1|DISK-ERROR .*)$" % n, 60)
+            if not m.group(0).startswith("OK"):
+                raise Failure(m.group(0))
+            if t_ok < t_stop:
+                raise Failure("the write finished before the stop: nothing was tested")
+            g.cmd("hb 0", r"^OK hb 0$")
+            verify_records(g, 0, 0, n)
+            poweroff_wait(g)
+            return "256 MiB write across a 2 s stop with a 1 s timeout: OK %.2f s after cont; %s" % (
+                t_ok - t_stop - 2.0, check_image(path, [(0, 4096, 1), (n - 4096, 4096, 1)], rest_zero=False))
+        finally:
+            g.close()
+    run("disk pause", pause, results)
+
+    nbdkit, qemu_img = shutil.which("nbdkit"), shutil.which("qemu-img")
+
+    def start_nbdkit(name, size):
+        if not nbdkit or not qemu_img:
+            raise Skip("needs nbdkit and qemu-img")
+        sock = os.path.join(tmp, name + ".sock")
+        p = subprocess.Popen([nbdkit, "-f", "-U", sock, "memory", size],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(sock):
+                return p, "nbd+unix:///?socket=" + sock
+            time.sleep(0.05)
+        p.kill()
+        raise Failure("nbdkit did not create " + sock)
+
+    def nbd():
+        p, uri = start_nbdkit("mem", "64M")
+        g = None
+        try:
+            g = Guest(a.elf, 2, 256, extra=MODERN + blk(uri, 0, "nbd0"))
+            disks_at_boot(g, 1)
+            ranges, irqs = record_workload(g)
+            poweroff_wait(g)
+            out = os.path.join(tmp, "nbd-copy.img")
+            r = subprocess.run([qemu_img, "convert", "-f", "raw", "-O", "raw", uri, out],
+                               capture_output=True, text=True)
+            if r.returncode:
+                raise Failure("qemu-img convert: " + r.stderr.strip())
+            return "nbdkit memory: %s, %d irqs" % (check_image(out, ranges), irqs)
+        finally:
+            if g:
+                g.close()
+            p.kill()
+            p.wait()
+    run("disk nbdkit", nbd, results)
+
+    def nbd_faults():
+        out = []
+        p, uri = start_nbdkit("stop", "256M")
+        g = None
+        try:
+            g = Guest(a.elf, 2, 256, extra=MODERN + blk(uri, 0, opts=",werror=report,rerror=report"))
+            disks_at_boot(g, 1)
+            g.cmd("disk timeout 1500", r"^OK disk timeout 1500$")
+            write_records(g, 0, 0, 1000)
+            p.send_signal(signal.SIGSTOP)
+            t0 = time.monotonic()
+            g.cmd("disk write 0 0 50000 flush", r"^DISK-ERROR op=write disk=0 sector=0 status=timeout$", 10)
+            took = time.monotonic() - t0
+            g.cmd("disk info 0", r"^DISK-INFO .* timeouts=16 lost=16 ")
+            g.cmd("disk write 0 0 1", r"^DISK-ERROR op=write disk=0 sector=0 status=busy$", 10)
+            p.send_signal(signal.SIGCONT)
+            time.sleep(0.5)
+            g.cmd("disk info 0", r"^DISK-INFO .* lost=0 bogus=0 ")
+            g.cmd("disk seed 9", r"^OK disk seed 9$")
+            write_records(g, 0, 0, 1000)
+            verify_records(g, 0, 0, 1000)
+            out.append("SIGSTOP: timeout after %.1f s (1.5 s set), slots back after SIGCONT" % took)
+            g.send("disk write 0 0 524288 flush")
+            time.sleep(0.3)
+            p.kill()
+            _, m = g.expect(r"^(DISK-ERROR op=write disk=0 sector=\d+ status=ioerr|OK disk write .*)$", 30)
+            if m.group(0).startswith("OK"):
+                raise Failure("256 MiB write finished before nbdkit was killed")
+            g.cmd("disk flush 0", r"^DISK-ERROR op=flush disk=0 sector=0 status=ioerr$")
+            g.cmd("ping", r"^PONG$")
+            out.append("killed: " + m.group(0))
+            return "; ".join(out)
+        finally:
+            if g:
+                g.close()
+            p.send_signal(signal.SIGCONT)
+            p.kill()
+            p.wait()
+    run("disk nbdkit faults", nbd_faults, results)
+
+    def bench():
+        """Each configuration a.bench_repeat times; the median run is shown."""
+        lines = []
+        runs = [("poll", "seq write 128 1"), ("poll", "seq write 128 16"),
+                ("poll", "seq read 128 1"), ("poll", "seq read 128 16"),
+                ("poll", "rand write 16 1"), ("poll", "rand write 16 16"),
+                ("poll", "rand read 16 1"), ("poll", "rand read 16 16"),
+                ("irq", "seq read 128 16"), ("irq", "rand read 16 1"), ("irq", "rand write 16 1")]
+        for cache in ("writeback", "none"):
+            path = image("bench-%s.img" % cache, 256)
+            g = Guest(a.elf, 2, 256, extra=MODERN + blk(path, 0, opts=",cache=%s" % cache))
+            try:
+                disks_at_boot(g, 1)
+                # reads of a sparse file would measure holes: write it all first
+                g.cmd("disk bench 0 seq write 128 16", r"^DISKBENCH ", 120)
+                for mode, args in runs:
+                    g.cmd("disk mode " + mode, r"^OK disk mode %s$" % mode)
+                    got = []
+                    for _ in range(a.bench_repeat):
+                        _, m = g.cmd("disk bench 0 " + args,
+                                     r"^DISKBENCH disk=0 mode=(\w+) op=(\w+) bytes=(\d+) usec=(\d+) "
+                                     r"iops=(\d+) mibps=([\d.]+) qd=(\d+) completion=(\w+) irqs=\d+$", 120)
+                        if int(m.group(3)) != int(args.split()[2]) << 20 or int(m.group(5)) <= 0:
+                            raise Failure(m.group(0))
+                        got.append(m)
+                    got.sort(key=lambda m: float(m.group(6)))
+                    m = got[len(got) // 2]
+                    spread = "" if len(got) == 1 else "  (%s-%s)" % (got[0].group(6), got[-1].group(6))
+                    lines.append("cache=%-9s %-4s %-5s qd=%-2s %-4s %8s MiB/s %7s IOPS%s" % (
+                        cache, m.group(1), m.group(2), m.group(7), m.group(8), m.group(6), m.group(5), spread))
+            finally:
+                g.close()
+        return "baseline (QEMU %s, median of %d):\n      %s" % (
+            qemu_version(), a.bench_repeat, "\n      ".join(lines))
+    if not a.no_bench:
+        run("disk bench", bench, results)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def qemu_version():
+    try:
+        out = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
+        return out.split("\n")[0].split("version ")[1].split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
 def run(name, fn, results):
+    if ONLY and not re.search(ONLY, name):
+        return
     try:
         msg = fn()
         results.append((name, True, msg or ""))
-        print("PASS %-28s %s" % (name, msg or ""))
+        print("PASS %-28s %s" % (name, msg or ""), flush=True)
+    except Skip as e:
+        results.append((name, None, str(e)))
+        print("SKIP %-28s %s" % (name, e), flush=True)
     except Failure as e:
         results.append((name, False, str(e)))
-        print("FAIL %-28s %s" % (name, e))
+        print("FAIL %-28s %s" % (name, e), flush=True)
 
 
 def main():
-    global VERBOSE
+    global VERBOSE, ONLY
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--elf", default=DEFAULT_ELF)
     ap.add_argument("--bzimage", default=DEFAULT_BZ)
@@ -302,8 +674,13 @@ def main():
                     help="bz64shim.elf (make shim); its image.bin is taken from the same directory")
     ap.add_argument("--quick", action="store_true", help="skip the boot matrix and bzImage")
     ap.add_argument("-v", action="store_true", help="print every console line")
+    ap.add_argument("--only", metavar="REGEX", help="run only the checks whose name matches")
+    ap.add_argument("--no-bench", action="store_true", help="skip the disk throughput baseline")
+    ap.add_argument("--bench-repeat", type=int, default=1, metavar="N",
+                    help="run each disk bench N times and show the median")
     a = ap.parse_args()
     VERBOSE = a.v
+    ONLY = a.only
     results = []
 
     def protocol():
@@ -410,7 +787,7 @@ def main():
                       extra=["-device", "loader,file=%s,addr=0x100000,force-raw=on" % image_bin])
             try:
                 t = check_basic(g, 2, 256, boot="bzimage")
-                _, m = g.cmd("info", r"^INFO .* cmdline=\"(.*)\"$")
+                _, m = g.cmd("info", r"^INFO .* cmdline=\"(.*)\" disks=0$")
                 if m.group(1) != "via 64-bit entry":
                     raise Failure("cmdline %r" % m.group(1))
                 g.cmd("mem start 32", r"^OK mem start 32$", timeout=30)
@@ -425,7 +802,7 @@ def main():
             g = Guest(a.bzimage, 2, 256, machine="pc", append="bz test")
             try:
                 t = check_basic(g, 2, 256, boot="bzimage")
-                _, m = g.cmd("info", r"^INFO .* cmdline=\"(.*)\"$")
+                _, m = g.cmd("info", r"^INFO .* cmdline=\"(.*)\" disks=0$")
                 if m.group(1) != "bz test":
                     raise Failure("cmdline %r" % m.group(1))
                 g.cmd("mem start 32", r"^OK mem start 32$", timeout=30)
@@ -436,8 +813,11 @@ def main():
                 g.close()
         run("bzImage -M pc", bz, results)
 
-    bad = [r for r in results if not r[1]]
-    print("%d checks, %d failed" % (len(results), len(bad)))
+    disk_checks(a, results)
+
+    bad = [r for r in results if r[1] is False]
+    skipped = [r for r in results if r[1] is None]
+    print("%d checks, %d failed, %d skipped" % (len(results), len(bad), len(skipped)))
     return 1 if bad else 0
 
 

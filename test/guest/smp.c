@@ -6,7 +6,7 @@
 extern u8 idt[], gdt[], ap_tss[], ap_kstacks[];
 extern volatile u32 ap_online;
 extern char exc_stubs[], k_sys_entry[];
-extern char irq_timer[], irq_serial[], irq_eoi[], irq_spurious[];
+extern char irq_timer[], irq_serial[], irq_disk[], irq_eoi[], irq_spurious[];
 extern char ap_tramp16[], ap_tramp16_end[];
 
 static void set_gate(unsigned vec, void *handler, unsigned dpl)
@@ -28,6 +28,7 @@ void idt_init(void)
 	set_gate(3, k_sys_entry, 3);
 	set_gate(VEC_TIMER, irq_timer, 0);
 	set_gate(VEC_SERIAL, irq_serial, 0);
+	set_gate(VEC_DISK, irq_disk, 0);
 	set_gate(VEC_SPURIOUS, irq_spurious, 0);
 }
 

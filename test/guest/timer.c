@@ -193,6 +193,44 @@ static void ioapic_route(u64 base, u32 pin, u32 low, u32 dest)
 	*win = low;
 }
 
+static u32 ioapic_read(u64 base, u32 reg)
+{
+	*(volatile u32 *)(uptr)base = reg;
+	return *(volatile u32 *)(uptr)(base + 0x10);
+}
+
+/* Routes a GSI to `vec` on the BSP (fixed, physical, edge) through the
+ * IOAPIC that has it: the MADT's, or 0xfec00000 with GSI base 0 if none is
+ * described. flags: MPS INTI polarity (3 = active low). op: IOAPIC_CHECK
+ * only finds the pin, IOAPIC_ROUTE writes both halves of the entry,
+ * IOAPIC_LOW only the low half (mask/unmask). Each redirection write can
+ * be slow (QEMU's split irqchip recommits KVM's GSI routing, ~1 ms), hence
+ * the choice. Returns 0 if no IOAPIC has the pin. */
+int ioapic_route_gsi(const struct clock *c, const struct platform *pf, u32 gsi, u32 vec, u16 flags,
+		     int masked, int op)
+{
+	struct ioapic_desc dflt = {0xfec00000ull, 0};
+	const struct ioapic_desc *io = pf->nr_ioapics ? pf->ioapics : &dflt;
+	unsigned n = pf->nr_ioapics ? pf->nr_ioapics : 1;
+	for (unsigned i = 0; i < n; i++) {
+		if (gsi < io[i].gsi_base || io[i].addr >= (4ull << 30))
+			continue;
+		u32 pin = gsi - io[i].gsi_base;
+		u32 pins = ((ioapic_read(io[i].addr, 1) >> 16) & 0xff) + 1;
+		if (pin >= pins)
+			continue;
+		u32 low = vec | ((flags & 3) == 3 ? 1u << 13 : 0) | (masked ? 1u << 16 : 0);
+		if (op == IOAPIC_ROUTE) {
+			ioapic_route(io[i].addr, pin, low, c->bsp_apicid);
+		} else if (op == IOAPIC_LOW) {
+			*(volatile u32 *)(uptr)io[i].addr = 0x10 + 2 * pin;
+			*(volatile u32 *)(uptr)(io[i].addr + 0x10) = low;
+		}
+		return 1;
+	}
+	return 0;
+}
+
 /* Masks the 8259s and LINT0, enables the LAPIC, calibrates its timer
  * against the TSC and makes it periodic (10 ms, VEC_TIMER); routes ISA
  * IRQ 4 through the IOAPIC to VEC_SERIAL on the BSP. */
