@@ -32,6 +32,7 @@ type options struct {
 	logLevel, logFormat     string
 	kvmPath                 string
 	drives                  []string
+	qmp                     []string
 }
 
 // newRootCommand builds the vmmd command. sigs delivers SIGTERM/SIGINT; main
@@ -75,7 +76,8 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 bad input (flags, files,
 	f.StringArrayVar(&o.drives, "drive", nil, "disk (repeatable): file=PATH|nbd://HOST[:PORT]/EXPORT|nbd+unix:///EXPORT?socket=PATH,id=NAME[,format=raw][,cache=writeback|none][,readonly=on][,werror=report|stop|ignore][,rerror=...][,timeout=5s]")
 	f.StringVar(&o.serial, "serial", "stdio", "COM1 backend: stdio, file:PATH, unix:PATH or none")
 	f.BoolVar(&o.paused, "paused", false, "create the VM but do not start its vCPUs (like QEMU -S)")
-	f.StringVar(&o.name, "name", "vmmd", "VM name, used in logs")
+	f.StringVar(&o.name, "name", "", "VM name, reported by query-name and used in logs")
+	f.StringArrayVar(&o.qmp, "qmp", nil, "QMP monitor socket (repeatable): unix:PATH")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "", "log format: console or json (default: console on a terminal, json otherwise)")
 	f.StringVar(&o.kvmPath, "kvm-device", "/dev/kvm", "KVM device node")

@@ -10,7 +10,17 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog"
+
+	"github.com/vmmd/vmmd/pkg/qmp"
 )
+
+// version is vmmd's own version, sent in the QMP greeting's package string.
+const version = "0.1.0-dev"
+
+// qemuVersion is the QEMU version vmmd's QMP claims to be: the commands it
+// implements follow QEMU 10.0's schemas (blockdev-set-active, query-status
+// without singlestep).
+func qemuVersion() qmp.VersionTriple { return qmp.VersionTriple{Major: 10, Minor: 0, Micro: 0} }
 
 func main() {
 	// Boot timing is read from the logs: millisecond timestamps. This is the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,6 +18,8 @@ import (
 	"github.com/vmmd/vmmd/pkg/kvm"
 	"github.com/vmmd/vmmd/pkg/machine"
 	"github.com/vmmd/vmmd/pkg/memory"
+	"github.com/vmmd/vmmd/pkg/monitor"
+	"github.com/vmmd/vmmd/pkg/qmp"
 )
 
 // shutdownGrace bounds how long stopping the guest and flushing its console
@@ -54,8 +57,16 @@ func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal)
 	cfg.SerialOut = console
 	cfg.Start = start
 	cfg.Log = log
+	srv := qmp.NewServer(qmp.ServerConfig{Version: qemuVersion(), Package: "vmmd " + version,
+		Logger: log.With().Str("component", "qmp").Logger()})
+	defer srv.Close()
 	cfg.OnEvent = func(e machine.Event) {
 		log.Debug().Str("event", e.Name).Interface("data", e.Data).Msg("event")
+		if e.Data == nil {
+			srv.Broadcast(e.Name, nil, e.Time) // QEMU omits "data" for events without it
+		} else {
+			srv.Broadcast(e.Name, e.Data, e.Time)
+		}
 	}
 
 	m, err := machine.New(ctx, sys, cfg)
@@ -67,6 +78,21 @@ func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal)
 		return err
 	}
 	console.Attach(m)
+
+	quit := make(chan struct{})
+	var quitOnce sync.Once
+	if _, err := monitor.New(srv, m, monitor.Config{Name: o.name, Log: log,
+		Quit: func() { quitOnce.Do(func() { close(quit) }) }}); err != nil {
+		_ = m.Close(ctx)
+		return err
+	}
+	for _, addr := range o.qmp {
+		if err := srv.Listen(ctx, addr); err != nil {
+			_ = m.Close(ctx)
+			return usagef("--qmp %s: %w", addr, err)
+		}
+		log.Info().Str("socket", addr).Msg("QMP monitor listening")
+	}
 
 	select {
 	case s := <-sigs:
@@ -84,6 +110,9 @@ func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal)
 	select {
 	case s := <-sigs:
 		log.Info().Str("signal", s.String()).Msg("stopping the guest")
+		m.Emit("SHUTDOWN", map[string]any{"guest": false, "reason": "host-signal"})
+	case <-quit:
+		log.Info().Msg("quit requested over QMP")
 	case <-m.Done():
 		log.Info().Str("reason", string(m.Exit())).Msg("guest finished")
 	case <-ctx.Done():
@@ -224,5 +253,9 @@ func newLogger(o options) (zerolog.Logger, error) {
 	default:
 		return zerolog.Nop(), usagef("--log-format %q: use console or json", o.logFormat)
 	}
-	return log.Level(level).With().Timestamp().Str("vm", o.name).Logger(), nil
+	name := o.name
+	if name == "" {
+		name = "vmmd"
+	}
+	return log.Level(level).With().Timestamp().Str("vm", name).Logger(), nil
 }

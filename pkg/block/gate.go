@@ -113,3 +113,32 @@ func (g *Gate) ReactivateAll(ctx context.Context) error {
 	g.mayBeInactive = false
 	return nil
 }
+
+// Inactivate inactivates one disk, marking the gate first like
+// InactivateAll, so no resume can slip through half way.
+func (g *Gate) Inactivate(ctx context.Context, d Activatable) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.mayBeInactive = true
+	if err := d.Inactivate(ctx); err != nil {
+		return fmt.Errorf("inactivate %s: %w", d.Name(), err)
+	}
+	return nil
+}
+
+// Activate activates one disk and opens the gate if that made every disk
+// active.
+func (g *Gate) Activate(ctx context.Context, d Activatable) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := d.Activate(ctx); err != nil {
+		return fmt.Errorf("activate %s: %w", d.Name(), err)
+	}
+	for _, x := range g.drives {
+		if !x.Active() {
+			return nil
+		}
+	}
+	g.mayBeInactive = false
+	return nil
+}

@@ -102,3 +102,23 @@ func TestGateAddInactive(t *testing.T) {
 		t.Fatal("adding an inactive drive must close the gate")
 	}
 }
+
+func TestGateSingleDrive(t *testing.T) {
+	ctx := context.Background()
+	a := &fakeDrive{name: "disk0", active: true}
+	b := &fakeDrive{name: "disk1", active: true}
+	g := NewGate(a, b)
+	if err := g.Inactivate(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if !g.MayBeInactive() || g.AllActive() {
+		t.Fatal("one inactive drive must close the gate")
+	}
+	b.failActivate = errors.New("nope")
+	if err := g.Activate(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if g.MayBeInactive() {
+		t.Fatal("all drives active again: the gate must open")
+	}
+}

@@ -232,6 +232,11 @@ func (m *Machine) setState(s RunState) {
 	m.state = s
 }
 
+// Emit sends an event that is not a state change of the machine (the
+// monitor's POWERDOWN and quit's SHUTDOWN), through the same path as the
+// machine's own events.
+func (m *Machine) Emit(name string, data map[string]any) { m.emit(name, data) }
+
 func (m *Machine) emit(name string, data map[string]any) {
 	if m.cfg.OnEvent != nil {
 		m.cfg.OnEvent(Event{Name: name, Data: data, Time: time.Now()})

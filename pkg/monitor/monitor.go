@@ -1,0 +1,218 @@
+// Package monitor maps QMP commands onto the machine and its drives. It
+// holds no VM logic of its own: run-state rules live in pkg/machine, disk
+// rules in pkg/block, the wire protocol in pkg/qmp.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/vmmd/vmmd/pkg/block"
+	"github.com/vmmd/vmmd/pkg/machine"
+	"github.com/vmmd/vmmd/pkg/qmp"
+)
+
+// Config is what the monitor needs besides the machine.
+type Config struct {
+	// Name is the VM name for query-name ("" answers {} as QEMU does).
+	Name string
+	// Quit is called, after quit's reply has been queued, to stop vmmd.
+	Quit func()
+	Log  zerolog.Logger
+}
+
+// Monitor serves the QMP commands vmmd implements.
+type Monitor struct {
+	m   *machine.Machine
+	srv *qmp.Server
+	cfg Config
+
+	mig *migrationState
+
+	mu        sync.Mutex
+	autostart bool // inmigrate: start when the incoming migration completes
+}
+
+// New registers every command on srv.
+func New(srv *qmp.Server, m *machine.Machine, cfg Config) (*Monitor, error) {
+	mon := &Monitor{m: m, srv: srv, cfg: cfg, autostart: true, mig: newMigrationState()}
+	for _, c := range mon.commands() {
+		if err := srv.Register(c.name, c.schema, c.handler); err != nil {
+			return nil, fmt.Errorf("register QMP command %s: %w", c.name, err)
+		}
+	}
+	return mon, nil
+}
+
+type command struct {
+	name    string
+	schema  qmp.ArgSchema
+	handler qmp.Handler
+}
+
+func noArgs(name string, h qmp.Handler) command { return command{name: name, handler: h} }
+
+func (mon *Monitor) commands() []command {
+	cmds := []command{
+		noArgs("query-version", mon.queryVersion),
+		noArgs("query-name", mon.queryName),
+		noArgs("query-status", mon.queryStatus),
+		noArgs("query-kvm", mon.queryKVM),
+		noArgs("query-cpus-fast", mon.queryCPUsFast),
+		noArgs("stop", mon.stop),
+		noArgs("cont", mon.cont),
+		noArgs("system_reset", mon.systemReset),
+		noArgs("system_powerdown", mon.systemPowerdown),
+		noArgs("quit", mon.quit),
+		noArgs("query-block", mon.queryBlock),
+		{name: "blockdev-set-active", schema: qmp.ArgSchema{Members: []qmp.Arg{
+			{Name: "node-name", Type: qmp.TypeStr, Optional: true},
+			{Name: "active", Type: qmp.TypeBool},
+		}}, handler: mon.blockdevSetActive},
+		{name: "x-block-inject-error", schema: injectSchema, handler: mon.injectError},
+		{name: "x-block-clear-injections", schema: qmp.ArgSchema{Members: []qmp.Arg{
+			{Name: "device", Type: qmp.TypeStr, Optional: true},
+		}}, handler: mon.clearInjections},
+		{name: "human-monitor-command", schema: qmp.ArgSchema{Members: []qmp.Arg{
+			{Name: "command-line", Type: qmp.TypeStr},
+			{Name: "cpu-index", Type: qmp.TypeInt, Optional: true},
+		}}, handler: mon.hmp},
+	}
+	return append(cmds, migrationCommands(mon.mig)...)
+}
+
+// qerr turns machine errors into QMP errors with QEMU's texts.
+func qerr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var te *machine.TransitionError
+	if errors.As(err, &te) {
+		return qmp.Errorf(qmp.GenericError, "%s", err.Error())
+	}
+	var ge *machine.GateError
+	if errors.As(err, &ge) {
+		// QEMU passes the block layer's message; ours names the drive too.
+		return qmp.Errorf(qmp.GenericError, "%s", ge.Err.Error())
+	}
+	return qmp.Errorf(qmp.GenericError, "%s", err.Error())
+}
+
+func (mon *Monitor) queryVersion(context.Context, qmp.Args) (any, error) {
+	v := mon.srv.Version()
+	return map[string]any{
+		"qemu":    map[string]int{"major": v.QEMU.Major, "minor": v.QEMU.Minor, "micro": v.QEMU.Micro},
+		"package": v.Package,
+	}, nil
+}
+
+func (mon *Monitor) queryName(context.Context, qmp.Args) (any, error) {
+	if mon.cfg.Name == "" {
+		return struct{}{}, nil
+	}
+	return map[string]string{"name": mon.cfg.Name}, nil
+}
+
+// statusInfo is QEMU 9.0+'s StatusInfo (singlestep was removed in 9.0).
+type statusInfo struct {
+	Running bool   `json:"running"`
+	Status  string `json:"status"`
+}
+
+func (mon *Monitor) queryStatus(context.Context, qmp.Args) (any, error) {
+	s := mon.m.State()
+	return statusInfo{Running: s.Running(), Status: string(s)}, nil
+}
+
+func (mon *Monitor) queryKVM(context.Context, qmp.Args) (any, error) {
+	return map[string]bool{"enabled": true, "present": true}, nil
+}
+
+type cpuProps struct {
+	CoreID   int `json:"core-id"`
+	ThreadID int `json:"thread-id"`
+	SocketID int `json:"socket-id"`
+}
+
+type cpuInfoFast struct {
+	CPUIndex int      `json:"cpu-index"`
+	QOMPath  string   `json:"qom-path"`
+	ThreadID int      `json:"thread-id"`
+	Props    cpuProps `json:"props"`
+	Target   string   `json:"target"`
+}
+
+// queryCPUsFast reports one socket per vCPU, as QEMU's default -smp N does.
+func (mon *Monitor) queryCPUsFast(context.Context, qmp.Args) (any, error) {
+	tids := mon.m.VCPUThreads()
+	out := make([]cpuInfoFast, len(tids))
+	for i, tid := range tids {
+		out[i] = cpuInfoFast{CPUIndex: i, QOMPath: fmt.Sprintf("/machine/unattached/device[%d]", i),
+			ThreadID: tid, Props: cpuProps{SocketID: i}, Target: "x86_64"}
+	}
+	return out, nil
+}
+
+func (mon *Monitor) stop(ctx context.Context, _ qmp.Args) (any, error) {
+	if mon.m.State() == machine.StateInMigrate {
+		mon.mu.Lock()
+		mon.autostart = false
+		mon.mu.Unlock()
+		return nil, nil
+	}
+	return nil, qerr(mon.m.Pause(ctx, machine.StatePaused))
+}
+
+func (mon *Monitor) cont(ctx context.Context, _ qmp.Args) (any, error) {
+	if mon.m.State() == machine.StateInMigrate {
+		// QEMU (since 2024): cont during an incoming migration only asks for
+		// the guest to start once it has arrived; nothing is activated now.
+		mon.mu.Lock()
+		mon.autostart = true
+		mon.mu.Unlock()
+		return nil, nil
+	}
+	return nil, qerr(mon.m.Resume(ctx, machine.CauseCont))
+}
+
+// Autostart reports whether the guest should start when an incoming
+// migration completes (changed by stop/cont during inmigrate).
+func (mon *Monitor) Autostart() bool {
+	mon.mu.Lock()
+	defer mon.mu.Unlock()
+	return mon.autostart
+}
+
+func (mon *Monitor) systemReset(ctx context.Context, _ qmp.Args) (any, error) {
+	return nil, qerr(mon.m.Reset(ctx, "host-qmp-system-reset"))
+}
+
+// systemPowerdown asks the guest to power off. The event is sent as QEMU
+// does; the ACPI power button that Linux listens to comes with the ACPI
+// tables (the Linux issue), so guests without it ignore the request.
+func (mon *Monitor) systemPowerdown(context.Context, qmp.Args) (any, error) {
+	mon.m.Emit("POWERDOWN", nil)
+	return nil, nil
+}
+
+func (mon *Monitor) quit(context.Context, qmp.Args) (any, error) {
+	return &qmp.Deferred{After: func() {
+		mon.m.Emit("SHUTDOWN", map[string]any{"guest": false, "reason": "host-qmp-quit"})
+		if mon.cfg.Quit != nil {
+			mon.cfg.Quit()
+		}
+	}}, nil
+}
+
+func (mon *Monitor) drive(name string) (*block.Drive, error) {
+	for _, d := range mon.m.Drives() {
+		if d.Name() == name {
+			return d, nil
+		}
+	}
+	return nil, qmp.Errorf(qmp.DeviceNotFound, "Device '%s' not found", name)
+}
