@@ -245,6 +245,9 @@ func (m *Machine) buildDevices() error {
 			return fmt.Errorf("register %s: %w", r.name, err)
 		}
 	}
+	if err := devices.NewSleepControl(func() { m.post(request{kind: reqPowerOff}) }).Register(m.bus); err != nil {
+		return fmt.Errorf("register ACPI sleep control: %w", err)
+	}
 	reset := devices.NewResetPorts(func() { m.post(request{kind: reqReset, why: "guest-reset"}) })
 	if err := reset.Register(m.bus); err != nil {
 		return fmt.Errorf("register reset ports: %w", err)
