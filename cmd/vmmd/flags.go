@@ -33,6 +33,7 @@ type options struct {
 	kvmPath                 string
 	drives                  []string
 	qmp                     []string
+	noACPI                  bool
 }
 
 // newRootCommand builds the vmmd command. sigs delivers SIGTERM/SIGINT; main
@@ -75,6 +76,7 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 bad input (flags, files,
 	f.IntVar(&o.cpus, "cpus", 1, "number of vCPUs")
 	f.StringArrayVar(&o.drives, "drive", nil, "disk (repeatable): file=PATH|nbd://HOST[:PORT]/EXPORT|nbd+unix:///EXPORT?socket=PATH,id=NAME[,format=raw][,cache=writeback|none][,readonly=on][,werror=report|stop|ignore][,rerror=...][,timeout=5s]")
 	f.StringVar(&o.serial, "serial", "stdio", "COM1 backend: stdio, file:PATH, unix:PATH or none")
+	f.BoolVar(&o.noACPI, "no-acpi", false, "do not give the guest ACPI tables (like QEMU's -no-acpi)")
 	f.BoolVar(&o.paused, "paused", false, "create the VM but do not start its vCPUs (like QEMU -S)")
 	f.StringVar(&o.name, "name", "", "VM name, reported by query-name and used in logs")
 	f.StringArrayVar(&o.qmp, "qmp", nil, "QMP monitor socket (repeatable): unix:PATH")

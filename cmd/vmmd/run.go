@@ -166,7 +166,7 @@ func validate(o options, log zerolog.Logger) (machine.Config, error) {
 	if o.cpus < 1 {
 		return cfg, usagef("--cpus %d: need at least 1 vCPU", o.cpus)
 	}
-	return machine.Config{Name: o.name, Kernel: kernel, Initrd: initrd, Cmdline: o.cmdline, Memory: size, CPUs: o.cpus}, nil
+	return machine.Config{Name: o.name, Kernel: kernel, Initrd: initrd, Cmdline: o.cmdline, Memory: size, CPUs: o.cpus, NoACPI: o.noACPI}, nil
 }
 
 // openDrives parses and opens every --drive. A drive that cannot be opened

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/vmmd/vmmd/pkg/boot/acpi"
 )
 
 // Config is what to boot.
@@ -17,7 +19,19 @@ type Config struct {
 	Cmdline string
 	// CPUs is the number of vCPUs the MP table lists (0 means 1).
 	CPUs int
+	// ACPI, if set, describes devices for ACPI tables (RSDP, XSDT, FADT,
+	// MADT, DSDT) written at ACPIAddr and announced to the kernel; its CPU
+	// count is taken from CPUs. Stock distro kernels find virtio-mmio
+	// devices only this way.
+	ACPI *acpi.Config
 }
+
+// ACPIAddr is where the ACPI tables go: the BIOS area that e820 already
+// reserves and where Linux also scans for the RSDP.
+const ACPIAddr = 0xF0000
+
+// acpiLimit is the end of the area the tables may use.
+const acpiLimit = 0x100000
 
 // Entry is the CPU state the boot protocol requires of the boot vCPU. All
 // segment registers are flat (base 0, limit 4 GiB): CS uses CodeSelector,
@@ -78,6 +92,20 @@ func Load(mem Memory, cfg Config) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kernel: %w", err)
 	}
+	var tables *acpi.Tables
+	if cfg.ACPI != nil {
+		ac := *cfg.ACPI
+		ac.CPUs = cpus
+		t, err := acpi.Build(ac)
+		if err != nil {
+			return nil, fmt.Errorf("load kernel: %w", err)
+		}
+		if ACPIAddr+t.Len() > acpiLimit {
+			return nil, fmt.Errorf("load kernel: ACPI tables need %d bytes, more than the %d at %#x", t.Len(), acpiLimit-ACPIAddr, ACPIAddr)
+		}
+		tables = &t
+		layout.rsdp = ACPIAddr
+	}
 	var entry *Entry
 	if k.bz != nil {
 		entry, err = loadBzImage(mem, layout, k.bz, cfg, cpus)
@@ -86,6 +114,15 @@ func Load(mem Memory, cfg Config) (*Entry, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load %v: %w", k.kind(), err)
+	}
+	if tables != nil {
+		rsdp, err := tables.Write(mem, ACPIAddr)
+		if err != nil {
+			return nil, fmt.Errorf("load kernel: write ACPI tables: %w", err)
+		}
+		if rsdp != layout.rsdp {
+			return nil, fmt.Errorf("load kernel: RSDP written at %#x, announced at %#x", rsdp, layout.rsdp)
+		}
 	}
 	return entry, nil
 }

@@ -23,7 +23,7 @@ func loadBzImage(mem Memory, l *ramLayout, bz *bzImage, cfg Config, cpus int) (*
 		cmdline:    CmdlineAddr,
 		initrd:     initrd,
 		initrdSize: uint64(len(cfg.Initrd)),
-		rsdp:       0, // ACPI tables are not written yet.
+		rsdp:       l.rsdp,
 		memmap:     l.memmap,
 	})
 	if err != nil {

@@ -47,7 +47,7 @@ func loadPVH(mem Memory, l *ramLayout, img *pvhImage, cfg Config, cpus int) (*En
 	}
 	si := startInfo{
 		cmdline: CmdlineAddr,
-		rsdp:    0, // ACPI tables are not written yet.
+		rsdp:    l.rsdp,
 		memmap:  l.memmap,
 	}
 	if len(cfg.Initrd) > 0 {

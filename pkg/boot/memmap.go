@@ -33,6 +33,9 @@ type ramLayout struct {
 	// MMIO hole: the kernel, its boot data and the initrd all live below it.
 	lowEnd uint64
 	memmap []memEntry
+	// rsdp is where the ACPI RSDP will be, 0 without ACPI tables; the boot
+	// information of either protocol announces it.
+	rsdp uint64
 }
 
 // newRAMLayout checks the RAM regions and builds the guest memory map.

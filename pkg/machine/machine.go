@@ -13,8 +13,10 @@ import (
 
 	"github.com/vmmd/vmmd/pkg/block"
 	"github.com/vmmd/vmmd/pkg/boot"
+	"github.com/vmmd/vmmd/pkg/boot/acpi"
 	"github.com/vmmd/vmmd/pkg/devices"
 	"github.com/vmmd/vmmd/pkg/devices/serial"
+	"github.com/vmmd/vmmd/pkg/devices/virtio"
 	"github.com/vmmd/vmmd/pkg/kvm"
 	"github.com/vmmd/vmmd/pkg/memory"
 )
@@ -38,6 +40,9 @@ type Config struct {
 	Cmdline string
 	Memory  uint64
 	CPUs    int
+	// NoACPI leaves out the ACPI tables (the MP table and the kernel
+	// command line still describe CPUs and disks).
+	NoACPI bool
 	// SerialOut receives the guest's COM1 output; nil discards it.
 	SerialOut io.Writer
 	// Drives are the guest's disks, in order; each becomes a virtio-blk
@@ -213,11 +218,26 @@ func (m *Machine) build(ctx context.Context) error {
 }
 
 func (m *Machine) loadImage() (*boot.Entry, error) {
-	entry, err := boot.Load(m.mem, boot.Config{Kernel: m.cfg.Kernel, Initrd: m.cfg.Initrd, Cmdline: m.cfg.Cmdline, CPUs: m.cfg.CPUs})
+	entry, err := boot.Load(m.mem, boot.Config{Kernel: m.cfg.Kernel, Initrd: m.cfg.Initrd,
+		Cmdline: m.cfg.Cmdline, CPUs: m.cfg.CPUs, ACPI: m.acpiConfig()})
 	if err != nil {
 		return nil, fmt.Errorf("load kernel: %w", err)
 	}
 	return entry, nil
+}
+
+// acpiConfig describes the devices a stock kernel must find through ACPI:
+// COM1 and every virtio-mmio window.
+func (m *Machine) acpiConfig() *acpi.Config {
+	if m.cfg.NoACPI {
+		return nil
+	}
+	c := &acpi.Config{Serial: true}
+	for i, d := range m.disks {
+		c.Devices = append(c.Devices, acpi.Device{Name: fmt.Sprintf("VR%02d", i), HID: "LNRO0005", UID: i,
+			MMIOBase: d.base, MMIOSize: virtio.WindowSize, IRQ: d.irq})
+	}
+	return c
 }
 
 func (m *Machine) buildDevices() error {

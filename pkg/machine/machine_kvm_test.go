@@ -71,7 +71,12 @@ func startGuest(t *testing.T, cpus int, mem uint64, gate *block.Gate) *guestVM {
 }
 
 func startImage(t *testing.T, image string, cpus int, mem uint64, gate *block.Gate) *guestVM {
+	return startConfig(t, image, Config{CPUs: cpus, Memory: mem, Gate: gate})
+}
+
+func startConfig(t *testing.T, image string, cfg Config) *guestVM {
 	t.Helper()
+	cpus, mem, gate := cfg.CPUs, cfg.Memory, cfg.Gate
 	kvmtest.Require(t)
 	kernel, err := os.ReadFile(testguest.Path(t, image))
 	if err != nil {
@@ -89,7 +94,7 @@ func startImage(t *testing.T, image string, cpus int, mem uint64, gate *block.Ga
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Int("cpus", cpus).Logger()
 	g.m, err = New(context.Background(), sys, Config{
 		Name: "test", Kernel: kernel, Cmdline: fmt.Sprintf("test=%d", cpus), Memory: mem, CPUs: cpus,
-		SerialOut: g.con, Gate: gate, Log: log,
+		SerialOut: g.con, Gate: gate, Log: log, NoACPI: cfg.NoACPI,
 		OnEvent: func(e Event) {
 			g.mu.Lock()
 			g.events = append(g.events, e)
@@ -378,5 +383,36 @@ func TestInternalErrorStopsVM(t *testing.T) {
 	names := fmt.Sprint(g.eventNames())
 	if names != "[RESUME STOP RESET RESUME]" {
 		t.Errorf("events = %s, want [RESUME STOP RESET RESUME]", names)
+	}
+}
+
+// TestACPIAndMPTable: the guest finds its CPUs through vmmd's ACPI MADT (or
+// the MP table with ACPI off) and powers off through the FADT's sleep
+// control register.
+func TestACPIAndMPTable(t *testing.T) {
+	for _, noACPI := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noacpi=%v", noACPI), func(t *testing.T) {
+			g := startConfig(t, "vmmd-testguest.elf", Config{CPUs: 4, Memory: 128 << 20, NoACPI: noACPI})
+			if err := g.m.Resume(context.Background(), CauseStart); err != nil {
+				t.Fatal(err)
+			}
+			_, pos := g.wait(t, 0, testguest.ReadyRE.String(), 30*time.Second)
+			g.send(t, "diag")
+			m, pos := g.wait(t, pos, `^DIAG .*acpi=(\d) madt_cpus=(\d+) mp_cpus=(\d+) reset_reg=(\S+) sleep_reg=(\S+)`, 10*time.Second)
+			want := []string{"1", "4", "0", "0xcf9", "0x3c0"}
+			if noACPI {
+				want = []string{"0", "0", "4", "0x0", "0x0"}
+			}
+			if fmt.Sprint(m[1:]) != fmt.Sprint(want) {
+				t.Errorf("guest saw acpi, madt_cpus, mp_cpus, reset, sleep = %v, want %v (%q)", m[1:], want, m[0])
+			}
+			g.send(t, "poweroff")
+			g.wait(t, pos, `^GUEST-POWEROFF`, 10*time.Second)
+			select {
+			case <-g.m.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("no power-off")
+			}
+		})
 	}
 }
