@@ -104,10 +104,21 @@ func qerr(err error) error {
 
 func (mon *Monitor) queryVersion(context.Context, qmp.Args) (any, error) {
 	v := mon.srv.Version()
-	return map[string]any{
-		"qemu":    map[string]int{"major": v.QEMU.Major, "minor": v.QEMU.Minor, "micro": v.QEMU.Micro},
-		"package": v.Package,
-	}, nil
+	return versionInfo{QEMU: versionTriple{Major: v.QEMU.Major, Minor: v.QEMU.Minor, Micro: v.QEMU.Micro}, Package: v.Package}, nil
+}
+
+// versionTriple and versionInfo list members in QAPI schema order: the QMP
+// writer breaks ties in QEMU's hash order by insertion order, so this is
+// what makes the reply byte-identical to QEMU's.
+type versionTriple struct {
+	Major int `json:"major"`
+	Minor int `json:"minor"`
+	Micro int `json:"micro"`
+}
+
+type versionInfo struct {
+	QEMU    versionTriple `json:"qemu"`
+	Package string        `json:"package"`
 }
 
 func (mon *Monitor) queryName(context.Context, qmp.Args) (any, error) {
