@@ -73,6 +73,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vmmbench: write report: %v\n", err)
 		return 1
 	}
+	if code := runDiskBench(ctx, env, opts, stdout, stderr); code != 0 {
+		return code
+	}
+	if err := runQMPBench(ctx, env, opts, stdout); err != nil {
+		fmt.Fprintf(stderr, "vmmbench: %v\n", err)
+		return 1
+	}
 	if opts.jsonPath != "" {
 		raw := rawReport{
 			Started: started, DurationS: elapsed.Seconds(), Host: env.host(), Settings: settingsOf(opts),
