@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 
 	"github.com/vmmd/vmmd/pkg/block"
 	"github.com/vmmd/vmmd/pkg/devices/virtio"
@@ -74,6 +75,20 @@ func policy(d *block.Drive) blk.ErrorPolicy {
 	}
 }
 
+// ioErrorReason is BLOCK_IO_ERROR's reason: like QEMU, the system error
+// text ("Input/output error") when there is one; the full chain is logged.
+func ioErrorReason(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		s := errno.Error()
+		return strings.ToUpper(s[:1]) + s[1:]
+	}
+	if errors.Is(err, block.ErrTimeout) {
+		return "Connection timed out"
+	}
+	return err.Error()
+}
+
 // attachDisks creates a virtio-blk device per drive and announces them on
 // the kernel command line (the test guest and kernels built with
 // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES read it).
@@ -89,7 +104,8 @@ func (m *Machine) attachDisks() error {
 			Backend: driveBackend{d}, Memory: m.mem, Base: base, IRQ: irq, IRQLine: m.vm.IRQLine,
 			Policy: policy(d),
 			OnStop: func(op blk.Op, err error) {
-				m.post(request{kind: reqIOError, why: fmt.Sprintf("%s %s: %v", d.Name(), op, err), drive: d.Name(), op: string(op)})
+				dlog.Error().Err(err).Str("operation", string(op)).Msg("disk request failed; error policy stop")
+				m.post(request{kind: reqIOError, why: ioErrorReason(err), drive: d.Name(), op: string(op)})
 			},
 			OnError: func(err error) { dlog.Warn().Err(err).Msg("virtio-blk device error") },
 		})
