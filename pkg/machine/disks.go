@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"syscall"
 
@@ -25,10 +26,11 @@ const MaxDrives = len(virtioIRQs)
 // disk is one guest disk: the drive (storage, activation) and the virtio-blk
 // device the guest sees.
 type disk struct {
-	drive *block.Drive
-	dev   *blk.Device
-	base  uint64
-	irq   uint32
+	drive  *block.Drive
+	dev    *blk.Device
+	base   uint64
+	irq    uint32
+	notify *os.File // ioeventfd for queue notifications; nil if KVM refused
 }
 
 // driveBackend adapts a block.Drive to what the virtio-blk device needs.
@@ -116,6 +118,10 @@ func (m *Machine) attachDisks() error {
 		if err := m.bus.RegisterMMIO(base, virtio.WindowSize, dev, "virtio-blk-"+d.Name()); err != nil {
 			return fmt.Errorf("register virtio-blk for drive %s: %w", d.Name(), err)
 		}
+		if err := m.wireNotify(m.disks[len(m.disks)-1]); err != nil {
+			// Not fatal: notifications then arrive as ordinary MMIO exits.
+			dlog.Warn().Err(err).Msg("queue notifications will exit to vmmd")
+		}
 		args = append(args, virtio.CmdlineArg(base, virtio.WindowSize, irq))
 		dlog.Info().Str("base", hex(base)).Uint32("irq", irq).Int64("size", d.Size()).
 			Bool("active", d.Active()).Msg("disk attached")
@@ -149,6 +155,16 @@ func (m *Machine) pauseDisks(ctx context.Context) error {
 func (m *Machine) resumeDisks() {
 	for _, d := range m.disks {
 		d.dev.Resume()
+	}
+}
+
+// closeNotifiers ends the ioeventfd goroutines; teardown calls it before
+// waiting for the machine's goroutines.
+func (m *Machine) closeNotifiers() {
+	for _, d := range m.disks {
+		if d.notify != nil {
+			d.notify.Close()
+		}
 	}
 }
 

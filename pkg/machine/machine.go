@@ -360,6 +360,7 @@ func (m *Machine) teardown() {
 	for _, v := range m.vcpus {
 		v.quit()
 	}
+	m.closeNotifiers()
 	m.wg.Wait()
 	m.closeDisks()
 	if m.uart != nil {
