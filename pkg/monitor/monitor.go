@@ -128,15 +128,12 @@ func (mon *Monitor) queryName(context.Context, qmp.Args) (any, error) {
 	return map[string]string{"name": mon.cfg.Name}, nil
 }
 
-// statusInfo is QEMU 9.0+'s StatusInfo (singlestep was removed in 9.0).
-type statusInfo struct {
-	Running bool   `json:"running"`
-	Status  string `json:"status"`
-}
-
+// queryStatus answers QEMU 9.0+'s StatusInfo (singlestep was removed in
+// 9.0), members in QAPI order. It is built as a qmp.Object because clients
+// poll it: encoding/json would cost more than the rest of the round trip.
 func (mon *Monitor) queryStatus(context.Context, qmp.Args) (any, error) {
 	s := mon.m.State()
-	return statusInfo{Running: s.Running(), Status: string(s)}, nil
+	return qmp.Object{{Name: "running", Value: s.Running()}, {Name: "status", Value: string(s)}}, nil
 }
 
 func (mon *Monitor) queryKVM(context.Context, qmp.Args) (any, error) {

@@ -14,8 +14,11 @@ import (
 // conn is one client connection. Two goroutines serve it: the reader,
 // which parses input and runs commands one at a time (so replies are in
 // order and a slow command only holds up its own connection), and the
-// writer, the only goroutine that writes to the socket (so replies and
-// events never interleave within a line).
+// writer, which sends what is queued. At most one goroutine writes to the
+// socket at a time (the one that set writing), so replies and events never
+// interleave within a line. When nothing is queued and nobody is writing,
+// the reader sends its reply itself: handing it to the writer would cost a
+// goroutine wake-up on every round trip.
 type conn struct {
 	srv    *Server
 	nc     net.Conn
@@ -23,15 +26,21 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	out      chan []byte   // queued lines, greeting first
-	space    chan struct{} // signalled by the writer when it took lines off out
+	wake     chan struct{} // signalled when queue gained lines or writing ended
+	space    chan struct{} // signalled by the writer when it took lines off queue
 	readDone chan struct{} // closed when the reader has stopped
 	hard     chan struct{} // closed by abort: stop without flushing
 	abortMu  sync.Once
 
-	mu         sync.Mutex // orders negotiation against event delivery
+	mu         sync.Mutex // guards the fields below; orders negotiation against events
+	queue      [][]byte   // unsent lines, greeting first
+	writing    bool       // a goroutine owns the socket for writing
 	negotiated bool
 	closed     bool
+
+	// deadline is the write deadline last set; only the goroutine that
+	// owns the socket (writing) touches it.
+	deadline time.Time
 
 	// after is set by a handler that returned *Deferred; the reader runs it
 	// once the reply is queued. Only the reader goroutine touches it.
@@ -42,7 +51,7 @@ func newConn(ctx context.Context, s *Server, nc net.Conn, id uint64, where strin
 	c := &conn{
 		srv:      s,
 		nc:       nc,
-		out:      make(chan []byte, s.cfg.QueueLen+1),
+		wake:     make(chan struct{}, 1),
 		space:    make(chan struct{}, 1),
 		readDone: make(chan struct{}),
 		hard:     make(chan struct{}),
@@ -53,8 +62,17 @@ func newConn(ctx context.Context, s *Server, nc net.Conn, id uint64, where strin
 		lc = lc.Str("socket", where)
 	}
 	c.log = lc.Logger()
-	c.out <- s.greeting
+	c.queue = append(c.queue, s.greeting)
+	c.signal()
 	return c
+}
+
+// signal wakes the writer without blocking.
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // serve runs the connection to its end.
@@ -87,6 +105,45 @@ func (c *conn) readLoop() {
 	}
 }
 
+// take claims the socket and returns the queued lines joined into batch
+// (up to about 64 KiB), or false when the queue is empty or another
+// goroutine is writing.
+func (c *conn) take(batch []byte) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writing || len(c.queue) == 0 {
+		return batch, false
+	}
+	n := 0
+	for n < len(c.queue) && (n == 0 || len(batch) < 64<<10) {
+		batch = append(batch, c.queue[n]...)
+		c.queue[n] = nil
+		n++
+	}
+	c.queue = c.queue[n:]
+	if len(c.queue) == 0 {
+		c.queue = c.queue[:0:0]
+	}
+	c.writing = true
+	select {
+	case c.space <- struct{}{}:
+	default:
+	}
+	return batch, true
+}
+
+// release gives up the socket, waking the writer if lines were queued
+// meanwhile.
+func (c *conn) release() {
+	c.mu.Lock()
+	c.writing = false
+	pending := len(c.queue) > 0
+	c.mu.Unlock()
+	if pending {
+		c.signal()
+	}
+}
+
 // writeLoop sends queued lines, batching whatever is already queued into
 // one write. When the reader stops (EOF, error, shutdown) it flushes the
 // queue and closes the connection; after abort it closes at once.
@@ -110,37 +167,26 @@ func (c *conn) writeLoop() {
 				c.nc.Close() // no deadlines on this conn: closing is the only way
 			}
 		case <-c.readDone:
-			batch = batch[:0]
-			for drained := false; !drained; {
-				select {
-				case b := <-c.out:
-					batch = append(batch, b...)
-				default:
-					drained = true
+			// The reader has stopped, so nobody else writes any more.
+			for {
+				var ok bool
+				if batch, ok = c.take(batch[:0]); !ok {
+					return
 				}
-			}
-			if len(batch) > 0 {
-				c.write(batch)
-			}
-			return
-		case b := <-c.out:
-			batch = append(batch[:0], b...)
-		fill:
-			for len(batch) < 64<<10 {
-				select {
-				case b := <-c.out:
-					batch = append(batch, b...)
-				default:
-					break fill
+				if !c.write(batch) {
+					return
 				}
+				c.release()
 			}
-			select {
-			case c.space <- struct{}{}:
-			default:
+		case <-c.wake:
+			var ok bool
+			if batch, ok = c.take(batch[:0]); !ok {
+				continue
 			}
 			if !c.write(batch) {
 				return
 			}
+			c.release()
 			if cap(batch) > 1<<20 {
 				batch = nil
 			}
@@ -149,11 +195,19 @@ func (c *conn) writeLoop() {
 }
 
 // write sends p within the write timeout; on failure the client is dropped.
+// The caller owns the socket.
 func (c *conn) write(p []byte) bool {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+	// Moving the deadline costs a timer update per write; it is only moved
+	// once a quarter of the timeout has gone by, so a client that does not
+	// read is still dropped after 3/4 to 4/4 of WriteTimeout.
+	timeout := c.srv.cfg.WriteTimeout
+	if now := time.Now(); c.deadline.Sub(now) < timeout-timeout/4 {
+		c.deadline = now.Add(timeout)
+		_ = c.nc.SetWriteDeadline(c.deadline)
+	}
 	if _, err := c.nc.Write(p); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			c.abort("client did not read for " + c.srv.cfg.WriteTimeout.String())
+			c.abort("client did not read for " + timeout.String())
 		} else {
 			c.log.Debug().Err(err).Msg("QMP write failed")
 			c.abort("")
@@ -182,37 +236,50 @@ func (c *conn) enqueueLocked(line []byte) {
 	if c.closed {
 		return
 	}
-	select {
-	case c.out <- line:
-	default:
+	if len(c.queue) > c.srv.cfg.QueueLen {
 		c.closed = true
 		c.abort("output queue full")
+		return
 	}
+	c.queue = append(c.queue, line)
+	c.signal()
 }
 
-// sendReply queues a reply. Replies may fill only half the queue; beyond
-// that the reader waits, and so stops reading, as QEMU stops reading until
-// a reply is sent. A client that pipelines many commands is thus slowed
-// down, not dropped, and events keep room in the queue. When negotiate is
-// set the connection leaves capabilities-negotiation mode in the same
-// critical section, so no event can be queued ahead of the
-// qmp_capabilities reply.
+// sendReply sends or queues a reply. Replies may fill only half the
+// queue; beyond that the reader waits, and so stops reading, as QEMU stops
+// reading until a reply is sent. A client that pipelines many commands is
+// thus slowed down, not dropped, and events keep room in the queue. When
+// negotiate is set the connection leaves capabilities-negotiation mode in
+// the same critical section that orders the reply, so no event can be sent
+// ahead of the qmp_capabilities reply.
 func (c *conn) sendReply(line []byte, negotiate bool) {
-	limit := max(1, cap(c.out)/2)
+	limit := max(1, (c.srv.cfg.QueueLen+1)/2)
 	for {
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
 			return
 		}
-		if len(c.out) < limit {
-			// Only the writer takes from out and only holders of c.mu add
-			// to it, so there is room.
-			c.out <- line
+		if !c.writing && len(c.queue) == 0 {
+			// Nothing is ahead of this reply: send it from here. Lines
+			// queued meanwhile wait for release, so they follow it.
+			c.writing = true
 			if negotiate {
 				c.negotiated = true
 			}
 			c.mu.Unlock()
+			if c.write(line) {
+				c.release()
+			}
+			return
+		}
+		if len(c.queue) < limit {
+			c.queue = append(c.queue, line)
+			if negotiate {
+				c.negotiated = true
+			}
+			c.mu.Unlock()
+			c.signal()
 			return
 		}
 		c.mu.Unlock()

@@ -31,7 +31,8 @@ func (c *conn) handle(req *value, parseErr string) {
 	} else {
 		resp, negotiate, name = c.dispatch(req)
 	}
-	line := append(appendQEMU(nil, resp), '\r', '\n')
+	// Most replies are short: one allocation instead of several growths.
+	line := append(appendQEMU(make([]byte, 0, 128), resp), '\r', '\n')
 	c.sendReply(line, negotiate)
 	if after := c.after; after != nil {
 		c.after = nil
@@ -106,7 +107,8 @@ func (c *conn) dispatch(req *value) (resp *value, negotiate bool, name string) {
 // reported. It returns the command name.
 func checkRequest(req *value) (string, *Error) {
 	exec, found := "", false
-	for _, i := range qdictOrder(req.obj) {
+	var buf [smallObject]int
+	for _, i := range qdictOrder(req.obj, buf[:0]) {
 		m := req.obj[i]
 		switch m.key {
 		case "execute":

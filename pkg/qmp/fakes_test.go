@@ -76,7 +76,12 @@ func registerFakes(t testing.TB, s *Server) *fakeVM {
 			t.Fatal(err)
 		}
 	}
-	must("query-status", none, func(context.Context, Args) (any, error) { return vm.status(), nil })
+	// An Object, as vmmd's monitor answers it, in the same member order.
+	must("query-status", none, func(context.Context, Args) (any, error) {
+		s := vm.status()
+		return Object{{Name: "running", Value: s.Running}, {Name: "singlestep", Value: s.Singlestep},
+			{Name: "status", Value: s.Status}}, nil
+	})
 	must("stop", none, func(context.Context, Args) (any, error) {
 		vm.setRunning(false, "STOP")
 		return nil, nil

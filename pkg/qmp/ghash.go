@@ -91,7 +91,7 @@ func (t *gTable) grow() {
 // ok is false when every member is known.
 func firstUnexpected(obj []member, known func(string) bool) (string, bool) {
 	t := newGTable()
-	for _, i := range qdictOrder(obj) {
+	for _, i := range qdictOrder(obj, nil) {
 		t.insert(obj[i].key)
 	}
 	for i, k := range t.slots {

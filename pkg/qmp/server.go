@@ -47,7 +47,8 @@ type ServerConfig struct {
 	// full disconnects the client.
 	QueueLen int
 	// WriteTimeout bounds each write to a client; a client that does not
-	// read for that long is disconnected.
+	// read for that long (at least 3/4 of it: the deadline is only moved
+	// once a quarter of it has passed) is disconnected.
 	WriteTimeout time.Duration
 }
 

@@ -76,8 +76,11 @@ func objValue(members ...member) *value { return &value{kind: kObject, obj: memb
 // handlers can return structs with json tags, maps, slices or
 // json.RawMessage. Member order is the order encoding/json writes.
 func fromGo(x any) (*value, error) {
-	if v, ok := x.(*value); ok {
-		return v, nil
+	switch t := x.(type) {
+	case *value:
+		return t, nil
+	case Object:
+		return fromObject(t)
 	}
 	b, err := json.Marshal(x)
 	if err != nil {

@@ -24,23 +24,49 @@ func tdbHash(name string) uint32 {
 
 // qdictOrder returns the indices of members in the order QEMU iterates a
 // QDict built by inserting them in slice order: by bucket, and within a
-// bucket the most recently inserted first (QLIST_INSERT_HEAD).
-func qdictOrder(members []member) []int {
-	idx := make([]int, len(members))
+// bucket the most recently inserted first (QLIST_INSERT_HEAD). The result
+// is appended to idx, so small objects can be ordered without allocating.
+func qdictOrder(members []member, idx []int) []int {
+	if len(members) <= smallObject {
+		var bucket [smallObject]uint32
+		for i := range members {
+			bucket[i] = tdbHash(members[i].key) % qdictBuckets
+		}
+		base := len(idx)
+		// Insertion sort: stable in the sense needed here because later
+		// members of one bucket are placed before earlier ones.
+		for i := range members {
+			j := len(idx)
+			idx = append(idx, i)
+			for j > base && bucket[idx[j-1]] >= bucket[i] {
+				idx[j] = idx[j-1]
+				j--
+			}
+			idx[j] = i
+		}
+		return idx
+	}
+	// A separate slice, so that the caller's idx does not escape through
+	// sort.Slice's closure and can stay on the stack.
+	order := make([]int, len(members))
 	bucket := make([]uint32, len(members))
 	for i := range members {
-		idx[i] = i
+		order[i] = i
 		bucket[i] = tdbHash(members[i].key) % qdictBuckets
 	}
-	sort.Slice(idx, func(a, b int) bool {
-		ia, ib := idx[a], idx[b]
+	sort.Slice(order, func(a, b int) bool {
+		ia, ib := order[a], order[b]
 		if bucket[ia] != bucket[ib] {
 			return bucket[ia] < bucket[ib]
 		}
 		return ia > ib
 	})
-	return idx
+	return append(idx, order...)
 }
+
+// smallObject is the member count up to which objects are ordered on the
+// stack.
+const smallObject = 16
 
 // appendQEMU appends v as QEMU's compact JSON writer would.
 func appendQEMU(b []byte, v *value) []byte {
@@ -67,8 +93,9 @@ func appendQEMU(b []byte, v *value) []byte {
 		}
 		return append(b, ']')
 	}
+	var buf [smallObject]int
 	b = append(b, '{')
-	for n, i := range qdictOrder(v.obj) {
+	for n, i := range qdictOrder(v.obj, buf[:0]) {
 		if n > 0 {
 			b = append(b, ", "...)
 		}

@@ -87,3 +87,80 @@ func TestParseJSONErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestObjectMatchesStruct checks that an Object encodes exactly as the
+// equivalent struct does through encoding/json.
+func TestObjectMatchesStruct(t *testing.T) {
+	type inner struct {
+		A int64   `json:"a"`
+		F float64 `json:"f"`
+	}
+	type outer struct {
+		Running bool   `json:"running"`
+		Status  string `json:"status"`
+		Big     uint64 `json:"big"`
+		N       any    `json:"n"`
+		In      inner  `json:"in"`
+		List    []int  `json:"list"`
+		Neg     int    `json:"neg"`
+	}
+	obj := Object{
+		{Name: "running", Value: true}, {Name: "status", Value: "paused\n"},
+		{Name: "big", Value: uint64(1 << 63)}, {Name: "n", Value: nil},
+		{Name: "in", Value: Object{{Name: "a", Value: int64(-3)}, {Name: "f", Value: 0.1}}},
+		{Name: "list", Value: []int{1, 2}}, {Name: "neg", Value: -7},
+	}
+	st := outer{true, "paused\n", 1 << 63, nil, inner{-3, 0.1}, []int{1, 2}, -7}
+	ov, err := fromGo(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, err := fromGo(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := string(appendQEMU(nil, ov)), string(appendQEMU(nil, sv))
+	if got != want {
+		t.Fatalf("Object encodes as\n%s\nstruct as\n%s", got, want)
+	}
+}
+
+// TestQdictOrderSmallMatchesLarge checks the allocation-free ordering of
+// small objects against the general one.
+func TestQdictOrderSmallMatchesLarge(t *testing.T) {
+	keys := []string{"a", "b", "status", "running", "id", "return", "event", "data",
+		"timestamp", "seconds", "microseconds", "qemu", "package", "major", "minor", "micro",
+		"x", "y"}
+	for n := 0; n <= smallObject; n++ {
+		for rot := 0; rot < len(keys); rot++ {
+			var ms []member
+			for i := 0; i < n; i++ {
+				ms = append(ms, member{key: keys[(i+rot)%len(keys)]})
+			}
+			// Same-bucket ties: duplicate a key so insertion order matters.
+			if n > 1 {
+				ms[n-1].key = ms[0].key
+			}
+			small := qdictOrder(ms, nil)
+			// Pad past smallObject to force the general path, then cut.
+			padded := append(append([]member(nil), ms...), make([]member, smallObject+1)...)
+			for i := n; i < len(padded); i++ {
+				padded[i].key = "zz-pad-" + string(rune('a'+i))
+			}
+			var large []int
+			for _, i := range qdictOrder(padded, nil) {
+				if i < n {
+					large = append(large, i)
+				}
+			}
+			if len(small) != len(large) {
+				t.Fatalf("n=%d rot=%d: %v vs %v", n, rot, small, large)
+			}
+			for i := range small {
+				if small[i] != large[i] {
+					t.Fatalf("n=%d rot=%d: small %v, general %v", n, rot, small, large)
+				}
+			}
+		}
+	}
+}
