@@ -21,7 +21,7 @@ const bounceSize = 1 << 20
 // FileBackend is a raw image in a local file or block device, accessed with
 // pread/pwrite (O_DIRECT for cache=none) and flushed with fdatasync.
 //
-// Each operation runs on its own goroutine so that a system call stuck in
+// Each operation runs on an I/O goroutine (see ioPool) so that a system call stuck in
 // the kernel (a hung NFS server, a dead disk) turns into a timeout error for
 // the caller instead of a hang. The stuck call cannot be cancelled: until it
 // returns, a timed-out read may still fill the caller's buffer, and every
@@ -37,6 +37,7 @@ type FileBackend struct {
 	stuck     atomic.Int32
 	closed    atomic.Bool
 	bounce    sync.Pool // *[]byte, bounceSize long, memAlign aligned
+	pool      *ioPool
 
 	mu     sync.Mutex // serialises Acquire, Release and Close
 	locked bool
@@ -59,7 +60,7 @@ func OpenFile(ctx context.Context, path string, opts BackendOptions) (*FileBacke
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	b := &FileBackend{path: path, file: f, opts: opts, timeout: opts.timeout(), blockSize: 512, memAlign: 1}
+	b := &FileBackend{path: path, file: f, opts: opts, timeout: opts.timeout(), blockSize: 512, memAlign: 1, pool: newIOPool()}
 	if err := b.checkType(); err != nil {
 		_ = f.Close()
 		return nil, err
@@ -73,6 +74,7 @@ func OpenFile(ctx context.Context, path string, opts BackendOptions) (*FileBacke
 		return &buf
 	}
 	if err := b.readSize(ctx); err != nil {
+		b.pool.close()
 		_ = f.Close()
 		return nil, err
 	}
@@ -228,42 +230,11 @@ func (b *FileBackend) Close(context.Context) error {
 		return nil
 	}
 	b.locked = false
+	b.pool.close()
 	if err := b.file.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", b.path, err)
 	}
 	return nil
-}
-
-// run runs fn on its own goroutine and waits at most the timeout (and no
-// longer than ctx allows) for it.
-func (b *FileBackend) run(ctx context.Context, what string, fn func() error) error {
-	if err := b.Err(); err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
-	t := time.NewTimer(b.timeout)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-t.C:
-		b.abandon(done)
-		return &timeoutError{what: b.path + ": " + what, timeout: b.timeout.String()}
-	case <-ctx.Done():
-		b.abandon(done)
-		return fmt.Errorf("%s: %s: %w: %w", b.path, what, ErrIO, ctx.Err())
-	}
-}
-
-// abandon counts a call that is still running after its caller gave up,
-// until it returns.
-func (b *FileBackend) abandon(done <-chan error) {
-	b.stuck.Add(1)
-	go func() {
-		<-done
-		b.stuck.Add(-1)
-	}()
 }
 
 // pread fills p, padding with zeroes past the end of the file.

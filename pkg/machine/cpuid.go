@@ -10,16 +10,31 @@ const (
 	lapicBusKHz         = 1_000_000 // KVM's LAPIC timer counts nanoseconds
 )
 
-// guestCPUID derives vCPU id's CPUID from what KVM supports. It only adjusts
-// topology and adds the timing leaf; it never adds a feature bit, so the
-// guest is never promised what KVM cannot give.
-func guestCPUID(supported *kvm.CPUID, id, ncpu int, tscKHz uint32) *kvm.CPUID {
+// CPUID.1:ECX bits vmmd sets itself, as QEMU does: they describe the
+// virtual platform, not the host CPU, so KVM_GET_SUPPORTED_CPUID leaves
+// them clear.
+const (
+	cpuid1ECXTSCDeadline = 1 << 24 // the in-kernel LAPIC emulates the TSC-deadline timer
+	cpuid1ECXHypervisor  = 1 << 31 // "running under a hypervisor"
+)
+
+// guestCPUID derives vCPU id's CPUID from what KVM supports. It adjusts
+// topology, sets the hypervisor bit (without it Linux never looks for
+// KVM's leaves, finds no kvm-clock, cannot calibrate its TSC on a
+// hardware-reduced ACPI platform and hangs at boot: seen in the nested
+// harness), sets TSC-deadline when KVM emulates it, and adds the timing
+// leaf; it never adds a CPU feature KVM cannot give.
+func guestCPUID(supported *kvm.CPUID, id, ncpu int, tscKHz uint32, tscDeadline bool) *kvm.CPUID {
 	out := &kvm.CPUID{Entries: make([]kvm.CPUIDEntry, 0, len(supported.Entries)+1)}
 	hasTiming := false
 	for _, e := range supported.Entries {
 		switch e.Function {
 		case 1:
 			e.EBX = e.EBX&0x0000FFFF | uint32(ncpu&0xFF)<<16 | uint32(id&0xFF)<<24
+			e.ECX |= cpuid1ECXHypervisor
+			if tscDeadline {
+				e.ECX |= cpuid1ECXTSCDeadline
+			}
 			if ncpu > 1 {
 				e.EDX |= 1 << 28 // HTT: more than one logical processor in the package
 			}

@@ -113,7 +113,11 @@ func (v *vcpu) setup(supported *kvm.CPUID) error {
 		v.log.Warn().Err(err).Msg("no TSC frequency from KVM; the guest will calibrate its own")
 		tscKHz = 0
 	}
-	if err := v.cpu.SetCPUID2(guestCPUID(supported, v.id, v.m.cfg.CPUs, tscKHz)); err != nil {
+	deadline, err := v.m.sys.CheckExtension(kvm.CapTSCDeadlineTimer)
+	if err != nil {
+		deadline = 0
+	}
+	if err := v.cpu.SetCPUID2(guestCPUID(supported, v.id, v.m.cfg.CPUs, tscKHz, deadline > 0)); err != nil {
 		return err
 	}
 	if err := v.initLAPIC(); err != nil {

@@ -59,13 +59,12 @@ type Device struct {
 	// capacity is the size in sectors, read on vCPUs.
 	capacity atomic.Uint64
 
-	ctx        context.Context
-	cancel     context.CancelFunc
-	kick       chan struct{}
-	slots      chan struct{}
-	workerDone chan struct{}
-	wg         sync.WaitGroup
-	bounce     sync.Pool
+	ctx       context.Context
+	cancel    context.CancelFunc
+	kick      chan struct{}
+	executors int
+	wg        sync.WaitGroup // the executors
+	bounce    sync.Pool
 
 	// mu protects the request bookkeeping below. Lock order: mu, then
 	// the transport's and queues' locks.
@@ -81,8 +80,8 @@ type Device struct {
 	stats counters
 }
 
-// New returns a device in its reset state and starts its worker
-// goroutine; Close stops it.
+// New returns a device in its reset state and starts its executor
+// goroutines; Close stops them.
 func New(c Config) (*Device, error) {
 	if c.Backend == nil {
 		return nil, fmt.Errorf("new virtio-blk device: no backend")
@@ -95,15 +94,14 @@ func New(c Config) (*Device, error) {
 		maxInFlight = DefaultMaxInFlight
 	}
 	d := &Device{
-		backend:    c.Backend,
-		mem:        c.Memory,
-		policy:     c.Policy,
-		onStop:     c.OnStop,
-		onError:    c.OnError,
-		features:   FeatureSegMax | FeatureBlkSize | FeatureFlush,
-		kick:       make(chan struct{}, 1),
-		slots:      make(chan struct{}, maxInFlight),
-		workerDone: make(chan struct{}),
+		backend:   c.Backend,
+		mem:       c.Memory,
+		policy:    c.Policy,
+		onStop:    c.OnStop,
+		onError:   c.OnError,
+		features:  FeatureSegMax | FeatureBlkSize | FeatureFlush,
+		kick:      make(chan struct{}, 1),
+		executors: maxInFlight,
 	}
 	if c.Backend.ReadOnly() {
 		d.features |= FeatureRO
@@ -131,7 +129,10 @@ func New(c Config) (*Device, error) {
 	// Two descriptors of every chain carry the header and the status.
 	d.segMax = max(uint32(t.Queues()[0].MaxSize()), 3) - 2
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	go d.run()
+	d.wg.Add(d.executors)
+	for range d.executors {
+		go d.run()
+	}
 	return d, nil
 }
 
@@ -151,7 +152,7 @@ func (d *Device) MMIORead(addr uint64, data []byte) { d.t.MMIORead(addr, data) }
 // MMIOWrite implements devices.MMIODevice.
 func (d *Device) MMIOWrite(addr uint64, data []byte) { d.t.MMIOWrite(addr, data) }
 
-// Notify wakes the worker for queue index, as a QueueNotify write does
+// Notify wakes an executor for queue index, as a QueueNotify write does
 // (for an ioeventfd handler). It never blocks.
 func (d *Device) Notify(index int) {
 	if index == 0 {
@@ -224,7 +225,7 @@ func (d *Device) Pending() int {
 	return len(d.retry)
 }
 
-// Close stops the worker, cancels backend requests in flight through the
+// Close stops the executors, cancels backend requests in flight through the
 // context and waits for them; their results are dropped. The device must
 // not be used afterwards, except that MMIO accesses stay harmless.
 func (d *Device) Close() error {
@@ -236,7 +237,6 @@ func (d *Device) Close() error {
 	d.closed = true
 	d.mu.Unlock()
 	d.cancel()
-	<-d.workerDone
 	d.wg.Wait()
 	return nil
 }

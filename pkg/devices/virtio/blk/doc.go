@@ -22,13 +22,14 @@
 //
 // # Concurrency
 //
-// Queue notifications never do work on the vCPU goroutine: they wake the
-// device's worker goroutine, which pops requests and runs each backend
-// request on its own goroutine, up to Config.MaxInFlight at once, so a slow
-// request does not hold up others (as QEMU's thread pool does). Requests
+// Queue notifications never do work on the vCPU goroutine: they wake one of
+// the device's Config.MaxInFlight executor goroutines, which pops a request,
+// wakes another executor to look for more, and runs the request itself, so
+// up to MaxInFlight requests run at once and a slow request does not hold
+// up others (as QEMU's thread pool does). Requests
 // may therefore complete out of order, which virtio allows; a flush covers
 // the writes completed before it was submitted, which is what drivers rely
-// on. While the worker drains the ring it suppresses notifications
+// on. While executors drain the ring they suppress notifications
 // (VRING_USED_F_NO_NOTIFY, or avail_event with EVENT_IDX).
 //
 // Pause stops taking requests from the ring and waits for those in flight;

@@ -6,9 +6,13 @@ import (
 	"github.com/vmmd/vmmd/pkg/devices/virtio"
 )
 
-// run is the worker goroutine: it drains the ring whenever it is woken.
+// run is one of the device's MaxInFlight executor goroutines. Each takes
+// requests from the ring itself and runs them to completion, then takes
+// the next: handing every request from a dispatcher to a goroutine of its
+// own cost a goroutine start and a thread wake-up per request, as much as
+// copying 64 KiB. Idle executors sleep on the kick channel.
 func (d *Device) run() {
-	defer close(d.workerDone)
+	defer d.wg.Done()
 	for {
 		select {
 		case <-d.ctx.Done():
@@ -19,32 +23,27 @@ func (d *Device) run() {
 	}
 }
 
-// drain starts requests until the ring is empty, the device is paused or
-// stopped, or the context ends. It takes a slot before each request, so it
-// waits here (not on a vCPU) when MaxInFlight requests are running.
+// drain runs requests until the ring is empty, the device is paused or
+// stopped, or the context ends. Having taken a request it wakes another
+// executor to look for more, so requests still run in parallel, up to the
+// number of executors.
 func (d *Device) drain() {
 	d.mu.Lock()
 	if q := d.q; q != nil && !d.paused {
 		q.DisableNotify()
 	}
 	d.mu.Unlock()
-	for {
-		select {
-		case d.slots <- struct{}{}:
-		case <-d.ctx.Done():
-			return
-		}
+	for d.ctx.Err() == nil {
 		r := d.next()
 		if r == nil {
-			<-d.slots
 			return
 		}
+		d.wake()
 		if r.immediate {
 			d.answer(r)
 			continue
 		}
-		d.wg.Add(1)
-		go d.execute(r)
+		d.execute(r)
 	}
 }
 
@@ -86,9 +85,8 @@ func (d *Device) next() *request {
 	return r
 }
 
-// execute runs a request against the backend on its own goroutine.
+// execute runs a request against the backend.
 func (d *Device) execute(r *request) {
-	defer d.wg.Done()
 	op, n, err := d.do(r)
 	if d.ctx.Err() != nil {
 		// Closing: nobody will look at the result.
@@ -145,7 +143,7 @@ func (d *Device) action(op Op, err error) Action {
 	return ActionReport
 }
 
-// answer completes an immediate request on the worker goroutine.
+// answer completes an immediate request.
 func (d *Device) answer(r *request) {
 	var n uint64
 	switch {
@@ -190,12 +188,11 @@ func (d *Device) complete(r *request, status byte, n uint64) {
 	d.finish()
 }
 
-// finish takes a request out of flight and frees its slot.
+// finish takes a request out of flight.
 func (d *Device) finish() {
 	d.mu.Lock()
 	d.doneLocked()
 	d.mu.Unlock()
-	<-d.slots
 }
 
 func (d *Device) doneLocked() {
@@ -218,7 +215,6 @@ func (d *Device) park(r *request, op Op, err error) {
 	}
 	d.doneLocked()
 	d.mu.Unlock()
-	<-d.slots
 	if parked && d.onStop != nil {
 		d.onStop(op, err)
 	}
