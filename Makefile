@@ -8,7 +8,7 @@ GUEST   := build/guest/vmmd-testguest.elf
 # KVM tests; they run here too (the race detector watches the vCPU threads).
 RACE_PKGS := ./pkg/... ./internal/... ./bench/...
 
-.PHONY: all build guest linux deps run test test-unit test-kvm vet bench clean
+.PHONY: all build guest linux deps run test test-unit test-kvm test-linux vet bench clean
 
 all: build
 
@@ -41,8 +41,14 @@ test-unit:
 test-kvm: build guest
 	$(GO) test -count=1 -timeout 20m ./cmd/...
 
+# test-linux: Debian's stock kernel on vmmd on real KVM, nested: QEMU (TCG,
+# emulated AMD CPU with SVM) runs an L1 Linux whose kvm-amd runs vmmd.
+test-linux: build
+	./test/linux/build-l1.sh
+	./test/linux/run-l1.sh
+
 # test: everything, as CI runs it.
-test: vet guest test-unit test-kvm
+test: vet guest test-unit test-kvm test-linux
 
 bench: build guest
 	$(GO) run ./bench/cmd/vmmbench

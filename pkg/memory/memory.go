@@ -83,6 +83,9 @@ func New(size uint64) (*Memory, error) {
 		// Guest RAM must not be copied into a child if vmmd ever forks a
 		// helper; failure is harmless, so it is ignored.
 		_ = unix.Madvise(b, unix.MADV_DONTFORK)
+		// Transparent huge pages, as QEMU asks for: fewer TLB misses for the
+		// guest and cheaper large copies by device emulation. Advisory only.
+		_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
 		m.slots = append(m.slots, slot{Region: r, host: b, dirty: newDirtyBitmap(r.Size)})
 	}
 	return m, nil

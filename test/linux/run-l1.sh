@@ -7,7 +7,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=build/linux
 CPU=${CPU:-qemu64,+svm,+npt}
-TIMEOUT=${TIMEOUT:-600}
+TIMEOUT=${TIMEOUT:-300}
 LOG=${LOG:-$OUT/l1.log}
 for f in "$OUT/vmlinuz" "$OUT/l1.cpio.gz"; do
   [ -s "$f" ] || { echo "run-l1: $f missing (run test/linux/build-l1.sh)" >&2; exit 2; }
