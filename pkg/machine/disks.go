@@ -18,10 +18,10 @@ import (
 // nothing else uses here (8 is the RTC's, 4 the serial port's).
 const virtioBase = 0xD000_0000
 
-var virtioIRQs = [...]uint32{5, 6, 7, 9, 10, 11, 12, 14, 15}
+func virtioIRQ(i int) uint32 { return [...]uint32{5, 6, 7, 9, 10, 11, 12, 14, 15}[i] }
 
-// MaxDrives is how many disks a VM can have.
-const MaxDrives = len(virtioIRQs)
+// MaxDrives is how many disks a VM can have (one free IRQ each).
+const MaxDrives = 9
 
 // disk is one guest disk: the drive (storage, activation) and the virtio-blk
 // device the guest sees.
@@ -100,7 +100,7 @@ func (m *Machine) attachDisks() error {
 	}
 	var args []string
 	for i, d := range m.cfg.Drives {
-		base, irq := uint64(virtioBase+i*virtio.WindowSize), virtioIRQs[i]
+		base, irq := uint64(virtioBase+i*virtio.WindowSize), virtioIRQ(i)
 		dlog := m.log.With().Str("device", "virtio-blk").Str("drive", d.Name()).Logger()
 		dev, err := blk.New(blk.Config{
 			Backend: driveBackend{d}, Memory: m.mem, Base: base, IRQ: irq, IRQLine: m.vm.IRQLine,

@@ -20,24 +20,27 @@ const (
 	StateGuestPanicked RunState = "guest-panicked"
 )
 
-// transitions is QEMU's runstate transition table (system/runstate.c),
+// transitions returns QEMU's runstate transition table (system/runstate.c),
 // restricted to the states above. It is the single source of truth: every
 // state change goes through checkTransition. Setting the current state again
-// is always allowed and is a no-op.
-var transitions = map[RunState][]RunState{
-	StateInMigrate: {StateInternalError, StateIOError, StatePaused, StateRunning,
-		StateShutdown, StateGuestPanicked, StateFinishMigrate, StatePrelaunch, StatePostMigrate},
-	StateInternalError: {StatePaused, StateFinishMigrate, StatePrelaunch},
-	StateIOError:       {StateRunning, StateFinishMigrate, StatePrelaunch},
-	StatePaused:        {StateRunning, StateFinishMigrate, StatePostMigrate, StatePrelaunch},
-	StatePostMigrate:   {StateRunning, StateFinishMigrate, StatePrelaunch},
-	StatePrelaunch:     {StateRunning, StateFinishMigrate, StateInMigrate},
-	StateFinishMigrate: {StateRunning, StatePaused, StatePostMigrate, StatePrelaunch,
-		StateInternalError, StateIOError, StateShutdown, StateGuestPanicked},
-	StateRunning: {StateInternalError, StateIOError, StatePaused, StateFinishMigrate,
-		StateShutdown, StateGuestPanicked},
-	StateShutdown:      {StatePaused, StateFinishMigrate, StatePrelaunch},
-	StateGuestPanicked: {StateRunning, StateFinishMigrate, StatePrelaunch},
+// is always allowed and is a no-op. (A function, not a package variable, so
+// nothing can change the table at run time.)
+func transitions() map[RunState][]RunState {
+	return map[RunState][]RunState{
+		StateInMigrate: {StateInternalError, StateIOError, StatePaused, StateRunning,
+			StateShutdown, StateGuestPanicked, StateFinishMigrate, StatePrelaunch, StatePostMigrate},
+		StateInternalError: {StatePaused, StateFinishMigrate, StatePrelaunch},
+		StateIOError:       {StateRunning, StateFinishMigrate, StatePrelaunch},
+		StatePaused:        {StateRunning, StateFinishMigrate, StatePostMigrate, StatePrelaunch},
+		StatePostMigrate:   {StateRunning, StateFinishMigrate, StatePrelaunch},
+		StatePrelaunch:     {StateRunning, StateFinishMigrate, StateInMigrate},
+		StateFinishMigrate: {StateRunning, StatePaused, StatePostMigrate, StatePrelaunch,
+			StateInternalError, StateIOError, StateShutdown, StateGuestPanicked},
+		StateRunning: {StateInternalError, StateIOError, StatePaused, StateFinishMigrate,
+			StateShutdown, StateGuestPanicked},
+		StateShutdown:      {StatePaused, StateFinishMigrate, StatePrelaunch},
+		StateGuestPanicked: {StateRunning, StateFinishMigrate, StatePrelaunch},
+	}
 }
 
 // States returns every run state vmmd implements, in a stable order.
@@ -62,7 +65,7 @@ func CanTransition(from, to RunState) bool {
 	if from == to {
 		return true
 	}
-	for _, s := range transitions[from] {
+	for _, s := range transitions()[from] {
 		if s == to {
 			return true
 		}

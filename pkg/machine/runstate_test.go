@@ -40,7 +40,7 @@ func TestTransitionTableClosed(t *testing.T) {
 		known[s] = true
 	}
 	edges := 0
-	for from, tos := range transitions {
+	for from, tos := range transitions() {
 		if !known[from] {
 			t.Errorf("table has unknown source state %q", from)
 		}
@@ -64,7 +64,7 @@ func TestTransitionTableClosed(t *testing.T) {
 		t.Errorf("table has %d edges, want 45", edges)
 	}
 	for _, s := range States() {
-		if _, ok := transitions[s]; !ok {
+		if _, ok := transitions()[s]; !ok {
 			t.Errorf("state %s has no row", s)
 		}
 	}

@@ -110,13 +110,15 @@ func (mon *Monitor) blockdevSetActive(ctx context.Context, args qmp.Args) (any, 
 	return nil, nil
 }
 
-var injectSchema = qmp.ArgSchema{Members: []qmp.Arg{
-	{Name: "device", Type: qmp.TypeStr},
-	{Name: "operation", Type: qmp.TypeEnum, Values: []string{"read", "write", "flush", "inactivate", "activate"}},
-	{Name: "errno", Type: qmp.TypeStr, Optional: true},
-	{Name: "count", Type: qmp.TypeInt, Optional: true},
-	{Name: "delay-ms", Type: qmp.TypeInt, Optional: true},
-}}
+func injectSchema() qmp.ArgSchema {
+	return qmp.ArgSchema{Members: []qmp.Arg{
+		{Name: "device", Type: qmp.TypeStr},
+		{Name: "operation", Type: qmp.TypeEnum, Values: []string{"read", "write", "flush", "inactivate", "activate"}},
+		{Name: "errno", Type: qmp.TypeStr, Optional: true},
+		{Name: "count", Type: qmp.TypeInt, Optional: true},
+		{Name: "delay-ms", Type: qmp.TypeInt, Optional: true},
+	}}
+}
 
 // injectError adds a fault rule to a drive (for tests and for operators
 // rehearsing storage failures). The rule sits between the drive and its

@@ -12,10 +12,12 @@ import (
 // migrate-incoming answer a clear GenericError, and capabilities and
 // parameters are kept and reported like QEMU's.
 
-var capabilityNames = []string{"xbzrle", "rdma-pin-all", "auto-converge", "zero-blocks", "events",
-	"postcopy-ram", "x-colo", "release-ram", "return-path", "pause-before-switchover", "multifd",
-	"dirty-bitmaps", "postcopy-blocktime", "late-block-activate", "x-ignore-shared", "validate-uuid",
-	"background-snapshot", "zero-copy-send", "postcopy-preempt", "switchover-ack", "dirty-limit", "mapped-ram"}
+func capabilityNames() []string {
+	return []string{"xbzrle", "rdma-pin-all", "auto-converge", "zero-blocks", "events",
+		"postcopy-ram", "x-colo", "release-ram", "return-path", "pause-before-switchover", "multifd",
+		"dirty-bitmaps", "postcopy-blocktime", "late-block-activate", "x-ignore-shared", "validate-uuid",
+		"background-snapshot", "zero-copy-send", "postcopy-preempt", "switchover-ack", "dirty-limit", "mapped-ram"}
+}
 
 // migrationState is the per-daemon migration settings.
 type migrationState struct {
@@ -46,7 +48,7 @@ func migrationCommands(ms *migrationState) []command {
 		noArgs("query-migrate-capabilities", ms.queryCaps),
 		{name: "migrate-set-capabilities", schema: qmp.ArgSchema{Members: []qmp.Arg{
 			{Name: "capabilities", Type: qmp.TypeArray, Elem: &qmp.Arg{Type: qmp.TypeObject, Object: &qmp.ArgSchema{Members: []qmp.Arg{
-				{Name: "capability", Type: qmp.TypeEnum, Values: capabilityNames},
+				{Name: "capability", Type: qmp.TypeEnum, Values: capabilityNames()},
 				{Name: "state", Type: qmp.TypeBool},
 			}}}},
 		}}, handler: ms.setCaps},
@@ -77,8 +79,9 @@ type capState struct {
 func (ms *migrationState) queryCaps(context.Context, qmp.Args) (any, error) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	out := make([]capState, len(capabilityNames))
-	for i, c := range capabilityNames {
+	names := capabilityNames()
+	out := make([]capState, len(names))
+	for i, c := range names {
 		out[i] = capState{Capability: c, State: ms.caps[c]}
 	}
 	return out, nil

@@ -73,7 +73,7 @@ func (mon *Monitor) commands() []command {
 			{Name: "node-name", Type: qmp.TypeStr, Optional: true},
 			{Name: "active", Type: qmp.TypeBool},
 		}}, handler: mon.blockdevSetActive},
-		{name: "x-block-inject-error", schema: injectSchema, handler: mon.injectError},
+		{name: "x-block-inject-error", schema: injectSchema(), handler: mon.injectError},
 		{name: "x-block-clear-injections", schema: qmp.ArgSchema{Members: []qmp.Arg{
 			{Name: "device", Type: qmp.TypeStr, Optional: true},
 		}}, handler: mon.clearInjections},
