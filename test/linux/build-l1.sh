@@ -4,7 +4,7 @@
 #   pkg/root    Debian's kernel package, fully extracted (modules)
 #   l2.cpio.gz  L2 initramfs: busybox + virtio modules, /init prints L2-READY
 #   disk.img    small raw disk with a known marker in sector 0
-#   l1.cpio.gz  L1 initramfs: busybox, kvm/kvm-amd (+deps), vmmd, L2 kernel+initramfs, disk
+#   l1.cpio.gz  L1 initramfs: busybox, kvm/kvm-amd (+deps), vmmd, qmpc, L2 kernel (bzImage and vmlinux)+initramfs, disk
 # The kernel for L1 and L2 is the same Debian vmlinuz (make linux).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -81,7 +81,18 @@ L1=$OUT/l1root
 busyroot "$L1"
 putmods "$L1/lib/modules" irqbypass ccp kvm kvm-amd
 cp "$OUT/vmmd" "$L1/bin/vmmd"
+CGO_ENABLED=0 go build -o "$L1/bin/qmpc" ./test/linux/qmpc
 cp "$OUT/vmlinuz" "$L1/vmlinuz"
+# The same kernel uncompressed (ELF with a PVH note) for the pvh scenario.
+python3 - "$OUT/vmlinuz" "$L1/vmlinux" <<'PY'
+import lzma, sys
+d = open(sys.argv[1], 'rb').read()
+i = d.find(b'\xfd7zXZ\x00')
+assert i >= 0, 'bzImage payload is not xz'
+out = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(d[i:])
+assert out[:4] == b'\x7fELF', 'xz payload is not an ELF vmlinux'
+open(sys.argv[2], 'wb').write(out)
+PY
 cp "$OUT/l2.cpio.gz" "$L1/l2.cpio.gz"
 cp "$OUT/disk.img" "$L1/disk.img"
 cp "$HERE/l1-init.sh" "$L1/init"; chmod +x "$L1/init"
