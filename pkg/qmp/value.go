@@ -119,41 +119,7 @@ func parseJSON(b []byte) (*value, error) {
 
 // writeStd appends v as standard compact JSON (as encoding/json would
 // accept it), used to hand arguments to encoding/json.
-func (v *value) writeStd(b []byte) []byte {
-	switch v.kind {
-	case kNull:
-		return append(b, "null"...)
-	case kBool:
-		return strconv.AppendBool(b, v.b)
-	case kInt:
-		return strconv.AppendInt(b, v.i, 10)
-	case kUint:
-		return strconv.AppendUint(b, v.u, 10)
-	case kFloat:
-		return appendFloat(b, v.f)
-	case kString:
-		return appendQuoted(b, v.s)
-	case kArray:
-		b = append(b, '[')
-		for i, e := range v.arr {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = e.writeStd(b)
-		}
-		return append(b, ']')
-	}
-	b = append(b, '{')
-	for i, m := range v.obj {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendQuoted(b, m.key)
-		b = append(b, ':')
-		b = m.val.writeStd(b)
-	}
-	return append(b, '}')
-}
+func (v *value) writeStd(b []byte) []byte { return appendValue(b, v, false) }
 
 // appendFloat formats f as QEMU does ("%.17g"). Infinity, which QEMU prints
 // as the invalid JSON "inf", becomes the largest finite double instead.

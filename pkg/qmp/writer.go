@@ -69,7 +69,16 @@ func qdictOrder(members []member, idx []int) []int {
 const smallObject = 16
 
 // appendQEMU appends v as QEMU's compact JSON writer would.
-func appendQEMU(b []byte, v *value) []byte {
+func appendQEMU(b []byte, v *value) []byte { return appendValue(b, v, true) }
+
+// appendValue writes v in one of the two styles the package needs: QEMU's
+// (", " and ": " separators, members in QDict hash order) for the wire, or
+// standard compact JSON in insertion order for encoding/json.
+func appendValue(b []byte, v *value, qemu bool) []byte {
+	sep, colon := ",", ":"
+	if qemu {
+		sep, colon = ", ", ": "
+	}
 	switch v.kind {
 	case kNull:
 		return append(b, "null"...)
@@ -87,21 +96,29 @@ func appendQEMU(b []byte, v *value) []byte {
 		b = append(b, '[')
 		for i, e := range v.arr {
 			if i > 0 {
-				b = append(b, ", "...)
+				b = append(b, sep...)
 			}
-			b = appendQEMU(b, e)
+			b = appendValue(b, e, qemu)
 		}
 		return append(b, ']')
 	}
 	var buf [smallObject]int
+	order := buf[:0]
+	if qemu {
+		order = qdictOrder(v.obj, order)
+	} else {
+		for i := range v.obj {
+			order = append(order, i)
+		}
+	}
 	b = append(b, '{')
-	for n, i := range qdictOrder(v.obj, buf[:0]) {
+	for n, i := range order {
 		if n > 0 {
-			b = append(b, ", "...)
+			b = append(b, sep...)
 		}
 		b = appendQuoted(b, v.obj[i].key)
-		b = append(b, ": "...)
-		b = appendQEMU(b, v.obj[i].val)
+		b = append(b, colon...)
+		b = appendValue(b, v.obj[i].val, qemu)
 	}
 	return append(b, '}')
 }
