@@ -28,6 +28,7 @@ type options struct {
 	cpus                    int
 	serial                  string
 	paused                  bool
+	incoming                string
 	name                    string
 	logLevel, logFormat     string
 	kvmPath                 string
@@ -52,7 +53,8 @@ vmmd receives SIGTERM/SIGINT (exit 0). A guest reboot resets the VM.
 Exit codes: 0 clean stop, 1 runtime failure, 2 bad input (flags, files,
 /dev/kvm missing or inaccessible, limits of this host).`,
 		Example: `  vmmd --kernel build/guest/vmmd-testguest.elf --memory 256M --cpus 2 --serial stdio
-  vmmd --kernel vmlinuz --initrd initrd.img --append "console=ttyS0" --memory 1G`,
+  vmmd --kernel vmlinuz --initrd initrd.img --append "console=ttyS0" --memory 1G
+  vmmd --kernel build/guest/vmmd-testguest.elf --memory 256M --qmp unix:/run/dst.qmp --incoming unix:/run/dst.mig`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("unexpected argument %q: vmmd takes only flags (see vmmd --help)", args[0])
@@ -78,6 +80,7 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 bad input (flags, files,
 	f.StringVar(&o.serial, "serial", "stdio", "COM1 backend: stdio, file:PATH, unix:PATH or none")
 	f.BoolVar(&o.noACPI, "no-acpi", false, "do not give the guest ACPI tables (like QEMU's -no-acpi)")
 	f.BoolVar(&o.paused, "paused", false, "create the VM but do not start its vCPUs (like QEMU -S)")
+	f.StringVar(&o.incoming, "incoming", "", "wait for the guest to arrive by live migration: unix:PATH, tcp:HOST:PORT, file:PATH, or defer (then QMP migrate-incoming names the address); disks are opened inactive until the guest arrives")
 	f.StringVar(&o.name, "name", "", "VM name, reported by query-name and used in logs")
 	f.StringArrayVar(&o.qmp, "qmp", nil, "QMP monitor socket (repeatable): unix:PATH")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -18,6 +18,7 @@ import (
 	"github.com/vmmd/vmmd/pkg/kvm"
 	"github.com/vmmd/vmmd/pkg/machine"
 	"github.com/vmmd/vmmd/pkg/memory"
+	"github.com/vmmd/vmmd/pkg/migrate"
 	"github.com/vmmd/vmmd/pkg/monitor"
 	"github.com/vmmd/vmmd/pkg/qmp"
 )
@@ -42,7 +43,12 @@ func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal)
 	}
 	defer sys.Close()
 
-	drives, err := openDrives(ctx, o.drives, log)
+	incoming, err := parseIncoming(o.incoming)
+	if err != nil {
+		return err
+	}
+	cfg.Incoming = o.incoming != ""
+	drives, err := openDrives(ctx, o.drives, cfg.Incoming, log)
 	if err != nil {
 		return err
 	}
@@ -81,10 +87,25 @@ func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal)
 
 	quit := make(chan struct{})
 	var quitOnce sync.Once
-	if _, err := monitor.New(srv, m, monitor.Config{Name: o.name, Log: log,
+	mig := migrate.New(migrate.Config{VM: m, Emit: m.Emit, Log: log, Incoming: cfg.Incoming, Autostart: !o.paused})
+	// A migration in progress is cancelled, and its clean-up finished,
+	// before the VM is closed (here on early returns, explicitly below).
+	defer mig.Close()
+	if _, err := monitor.New(srv, m, monitor.Config{Name: o.name, Log: log, Migrator: mig,
 		Quit: func() { quitOnce.Do(func() { close(quit) }) }}); err != nil {
 		_ = m.Close(ctx)
 		return err
+	}
+	// The migration listener is up before the monitor, so that whoever
+	// sees the QMP socket can also reach the migration address.
+	if incoming != "" {
+		if err := mig.Incoming(ctx, incoming); err != nil {
+			_ = m.Close(ctx)
+			return usagef("--incoming %s: %w", incoming, err)
+		}
+		log.Info().Str("uri", incoming).Msg("waiting for the incoming migration")
+	} else if cfg.Incoming {
+		log.Info().Msg("waiting for migrate-incoming over QMP (--incoming defer)")
 	}
 	for _, addr := range o.qmp {
 		if err := srv.Listen(ctx, addr); err != nil {
@@ -100,11 +121,17 @@ func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal)
 		return m.Close(ctx)
 	default:
 	}
-	if o.paused {
+	switch {
+	case cfg.Incoming:
+		// Nothing starts here: the guest arrives by migration, and the
+		// migration engine resumes it through the gate.
+	case o.paused:
 		log.Info().Msg("VM created paused (--paused); it will not run until resumed")
-	} else if err := m.Resume(ctx, machine.CauseStart); err != nil {
-		_ = m.Close(ctx)
-		return fmt.Errorf("start the guest: %w", err)
+	default:
+		if err := m.Resume(ctx, machine.CauseStart); err != nil {
+			_ = m.Close(ctx)
+			return fmt.Errorf("start the guest: %w", err)
+		}
 	}
 
 	select {
@@ -119,10 +146,23 @@ func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal)
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
+	mig.Close()
 	if err := m.Close(cctx); err != nil {
 		return fmt.Errorf("stop the guest: %w", err)
 	}
 	return nil
+}
+
+// parseIncoming checks --incoming: "" (no incoming migration), "defer", or
+// a migration URI. It returns the URI to listen on now ("" for defer).
+func parseIncoming(s string) (string, error) {
+	if s == "" || s == "defer" {
+		return "", nil
+	}
+	if _, err := migrate.ParseURI(s); err != nil {
+		return "", usagef("--incoming %s: %w (use unix:PATH, tcp:HOST:PORT, file:PATH or defer)", s, err)
+	}
+	return s, nil
 }
 
 // validate turns flags into a machine configuration, reporting every
@@ -172,7 +212,7 @@ func validate(o options, log zerolog.Logger) (machine.Config, error) {
 // openDrives parses and opens every --drive. A drive that cannot be opened
 // (missing file, unreachable NBD server, image locked by another process) is
 // bad input: vmmd refuses to start rather than boot a guest without its disk.
-func openDrives(ctx context.Context, specs []string, log zerolog.Logger) ([]*block.Drive, error) {
+func openDrives(ctx context.Context, specs []string, inactive bool, log zerolog.Logger) ([]*block.Drive, error) {
 	var drives []*block.Drive
 	seen := map[string]bool{}
 	for _, s := range specs {
@@ -186,7 +226,9 @@ func openDrives(ctx context.Context, specs []string, log zerolog.Logger) ([]*blo
 			return nil, usagef("--drive: duplicate id=%s", spec.ID)
 		}
 		seen[spec.ID] = true
-		d, err := block.OpenDrive(ctx, spec, block.OpenOptions{Log: log.With().Str("drive", spec.ID).Logger()})
+		// An incoming guest's disks still belong to the migration source:
+		// open them without the image lock, which arrives with the guest.
+		d, err := block.OpenDrive(ctx, spec, block.OpenOptions{Inactive: inactive, Log: log.With().Str("drive", spec.ID).Logger()})
 		if err != nil {
 			closeDrives(drives, log)
 			return nil, usagef("--drive id=%s: %w", spec.ID, err)

@@ -127,6 +127,9 @@ func (m *Machine) Resume(ctx context.Context, cause Cause) error {
 	if m.running && m.state == StateRunning {
 		return nil // already running: cont is a no-op, as in QEMU
 	}
+	if m.needState {
+		return ErrWaitingForIncoming
+	}
 	if err := checkTransition(m.state, StateRunning); err != nil {
 		return err
 	}

@@ -56,6 +56,11 @@ type Config struct {
 	Log     zerolog.Logger
 	// Start is when the process started, for boot-progress timing.
 	Start time.Time
+	// Incoming builds the VM for an incoming migration: the state is
+	// inmigrate instead of prelaunch, and no vCPU can start until
+	// LoadState has filled in the source's state (the boot image is
+	// loaded anyway; RAM is overwritten by the migration).
+	Incoming bool
 }
 
 // Machine is one running (or runnable) VM.
@@ -77,11 +82,26 @@ type Machine struct {
 	initChips []*kvm.IRQChip
 	initPIT   *kvm.PITState2
 
+	// msrIndex is KVM's list of MSRs to migrate (KVM_GET_MSR_INDEX_LIST),
+	// read once on first use.
+	msrOnce  sync.Once
+	msrIndex []uint32
+	msrErr   error
+
+	// dirtyMu serialises dirty-log changes and syncs; dirtyOn says whether
+	// KVM logs dirty pages; dirtyBuf is SyncDirty's bitmap, reused.
+	dirtyMu  sync.Mutex
+	dirtyOn  bool
+	dirtyBuf []uint64
+
 	// mu serialises run-state changes and vCPU start/stop. vCPU threads
 	// never take it: they only set flags and post requests.
 	mu      sync.Mutex
 	state   RunState
 	running bool // vCPUs are (or are being) run
+	// needState is set on an incoming VM until LoadState succeeds: its
+	// vCPUs hold a boot state, not the guest's, and must not run.
+	needState bool
 
 	stop       atomic.Bool // vCPUs must leave KVM_RUN and park
 	violations atomic.Uint64
@@ -139,6 +159,9 @@ func New(ctx context.Context, sys *kvm.System, cfg Config) (*Machine, error) {
 		state:    StatePrelaunch,
 		requests: make(chan request, 16),
 		done:     make(chan struct{}),
+	}
+	if cfg.Incoming {
+		m.state, m.needState = StateInMigrate, true
 	}
 	if err := m.build(ctx); err != nil {
 		m.teardown()

@@ -94,7 +94,7 @@ func startConfig(t *testing.T, image string, cfg Config) *guestVM {
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).With().Int("cpus", cpus).Logger()
 	g.m, err = New(context.Background(), sys, Config{
 		Name: "test", Kernel: kernel, Cmdline: fmt.Sprintf("test=%d", cpus), Memory: mem, CPUs: cpus,
-		SerialOut: g.con, Gate: gate, Log: log, NoACPI: cfg.NoACPI,
+		SerialOut: g.con, Gate: gate, Log: log, NoACPI: cfg.NoACPI, Drives: cfg.Drives, Incoming: cfg.Incoming,
 		OnEvent: func(e Event) {
 			g.mu.Lock()
 			g.events = append(g.events, e)

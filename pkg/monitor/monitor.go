@@ -7,12 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/rs/zerolog"
 
 	"github.com/vmmd/vmmd/pkg/block"
 	"github.com/vmmd/vmmd/pkg/machine"
+	"github.com/vmmd/vmmd/pkg/migrate"
 	"github.com/vmmd/vmmd/pkg/qmp"
 )
 
@@ -23,6 +23,9 @@ type Config struct {
 	// Quit is called, after quit's reply has been queued, to stop vmmd.
 	Quit func()
 	Log  zerolog.Logger
+	// Migrator runs migrate and migrate-incoming; nil gives one with
+	// QEMU's defaults and no incoming migration.
+	Migrator *migrate.Migrator
 }
 
 // Monitor serves the QMP commands vmmd implements.
@@ -31,15 +34,16 @@ type Monitor struct {
 	srv *qmp.Server
 	cfg Config
 
-	mig *migrationState
-
-	mu        sync.Mutex
-	autostart bool // inmigrate: start when the incoming migration completes
+	mig *migrate.Migrator
 }
 
 // New registers every command on srv.
 func New(srv *qmp.Server, m *machine.Machine, cfg Config) (*Monitor, error) {
-	mon := &Monitor{m: m, srv: srv, cfg: cfg, autostart: true, mig: newMigrationState()}
+	mig := cfg.Migrator
+	if mig == nil {
+		mig = migrate.New(migrate.Config{VM: m, Emit: m.Emit, Log: cfg.Log, Autostart: true})
+	}
+	mon := &Monitor{m: m, srv: srv, cfg: cfg, mig: mig}
 	for _, c := range mon.commands() {
 		if err := srv.Register(c.name, c.schema, c.handler); err != nil {
 			return nil, fmt.Errorf("register QMP command %s: %w", c.name, err)
@@ -69,6 +73,7 @@ func (mon *Monitor) commands() []command {
 		noArgs("system_powerdown", mon.systemPowerdown),
 		noArgs("quit", mon.quit),
 		noArgs("query-block", mon.queryBlock),
+		noArgs("x-vmmd-query-gate", mon.queryGate),
 		{name: "blockdev-set-active", schema: qmp.ArgSchema{Members: []qmp.Arg{
 			{Name: "node-name", Type: qmp.TypeStr, Optional: true},
 			{Name: "active", Type: qmp.TypeBool},
@@ -82,7 +87,7 @@ func (mon *Monitor) commands() []command {
 			{Name: "cpu-index", Type: qmp.TypeInt, Optional: true},
 		}}, handler: mon.hmp},
 	}
-	return append(cmds, migrationCommands(mon.mig)...)
+	return append(cmds, mon.migrationCommands()...)
 }
 
 // qerr turns machine errors into QMP errors with QEMU's texts.
@@ -167,9 +172,7 @@ func (mon *Monitor) queryCPUsFast(context.Context, qmp.Args) (any, error) {
 
 func (mon *Monitor) stop(ctx context.Context, _ qmp.Args) (any, error) {
 	if mon.m.State() == machine.StateInMigrate {
-		mon.mu.Lock()
-		mon.autostart = false
-		mon.mu.Unlock()
+		mon.mig.SetAutostart(false)
 		return nil, nil
 	}
 	return nil, qerr(mon.m.Pause(ctx, machine.StatePaused))
@@ -179,9 +182,7 @@ func (mon *Monitor) cont(ctx context.Context, _ qmp.Args) (any, error) {
 	if mon.m.State() == machine.StateInMigrate {
 		// QEMU (since 2024): cont during an incoming migration only asks for
 		// the guest to start once it has arrived; nothing is activated now.
-		mon.mu.Lock()
-		mon.autostart = true
-		mon.mu.Unlock()
+		mon.mig.SetAutostart(true)
 		return nil, nil
 	}
 	return nil, qerr(mon.m.Resume(ctx, machine.CauseCont))
@@ -189,11 +190,7 @@ func (mon *Monitor) cont(ctx context.Context, _ qmp.Args) (any, error) {
 
 // Autostart reports whether the guest should start when an incoming
 // migration completes (changed by stop/cont during inmigrate).
-func (mon *Monitor) Autostart() bool {
-	mon.mu.Lock()
-	defer mon.mu.Unlock()
-	return mon.autostart
-}
+func (mon *Monitor) Autostart() bool { return mon.mig.Autostart() }
 
 func (mon *Monitor) systemReset(ctx context.Context, _ qmp.Args) (any, error) {
 	return nil, qerr(mon.m.Reset(ctx, "host-qmp-system-reset"))
@@ -223,4 +220,20 @@ func (mon *Monitor) drive(name string) (*block.Drive, error) {
 		}
 	}
 	return nil, qmp.Errorf(qmp.DeviceNotFound, "Device '%s' not found", name)
+}
+
+// gateInfo is x-vmmd-query-gate's reply: the block reactivation gate as
+// operators and the fault tests see it.
+type gateInfo struct {
+	MayBeInactive       bool   `json:"may-be-inactive"`
+	AllActive           bool   `json:"all-active"`
+	InvariantViolations uint64 `json:"invariant-violations"`
+}
+
+// queryGate reports the gate and the invariant counter (vCPU starts that
+// found a disk inactive), which must always be 0.
+func (mon *Monitor) queryGate(context.Context, qmp.Args) (any, error) {
+	g := mon.m.Gate()
+	return gateInfo{MayBeInactive: g.MayBeInactive(), AllActive: g.AllActive(),
+		InvariantViolations: mon.m.InvariantViolations()}, nil
 }

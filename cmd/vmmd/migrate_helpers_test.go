@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmmd/vmmd/internal/nbdkittest"
+)
+
+// migInfo is the part of query-migrate the tests look at.
+type migInfo struct {
+	Status    string `json:"status"`
+	ErrorDesc string `json:"error-desc"`
+	TotalTime int64  `json:"total-time"`
+	Downtime  int64  `json:"downtime"`
+	RAM       *struct {
+		Transferred    uint64 `json:"transferred"`
+		Total          uint64 `json:"total"`
+		Duplicate      uint64 `json:"duplicate"`
+		Normal         uint64 `json:"normal"`
+		DirtySyncCount uint64 `json:"dirty-sync-count"`
+	} `json:"ram"`
+}
+
+func (c *qmpTestClient) migInfo(t *testing.T) migInfo {
+	t.Helper()
+	var in migInfo
+	if err := json.Unmarshal(c.must(t, "query-migrate", nil), &in); err != nil {
+		t.Fatalf("query-migrate: %v", err)
+	}
+	return in
+}
+
+// waitMigration polls query-migrate until the status is final.
+func (c *qmpTestClient) waitMigration(t *testing.T, ctx context.Context) migInfo {
+	t.Helper()
+	for {
+		in := c.migInfo(t)
+		switch in.Status {
+		case "completed", "failed", "cancelled":
+			return in
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("migration still %q when the test timed out", in.Status)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// waitStatus polls query-status until it reports want.
+func (c *qmpTestClient) waitStatus(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	for {
+		got, _ := c.status(t)
+		if got == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("run state %q, want %q", got, want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// startDestination starts a vmmd waiting for an incoming migration on a
+// unix socket, with the same flags as the source.
+func startDestination(t *testing.T, bin string, flags ...string) (*guest, *qmpTestClient, string) {
+	t.Helper()
+	dir := nbdkittest.ShortDir(t)
+	sock := filepath.Join(dir, "qmp.sock")
+	mig := "unix:" + filepath.Join(dir, "mig.sock")
+	p := startVMMD(t, bin, append([]string{"--memory", "128M", "--qmp", "unix:" + sock, "--incoming", mig}, flags...)...)
+	q := dialQMP(t, sock)
+	q.wantStatus(t, "inmigrate")
+	return &guest{p: p}, q, mig
+}
+
+// lastHeartbeat waits for a heartbeat line on g and returns its number.
+func (g *guest) heartbeat(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	line := g.expect(t, ctx, `^HB \d+$`)
+	n, err := strconv.Atoi(regexp.MustCompile(`\d+`).FindString(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// lastHB returns the highest heartbeat the console has printed so far.
+func (g *guest) lastHB() int {
+	n := -1
+	for _, l := range g.p.con.Lines() {
+		if m := regexp.MustCompile(`^HB (\d+)$`).FindStringSubmatch(l); m != nil {
+			v, _ := strconv.Atoi(m[1])
+			n = max(n, v)
+		}
+	}
+	return n
+}
+
+// heartbeatContinues checks that the guest's heartbeat goes on at the
+// destination where it stopped at the source, without restarting. A line
+// the guest was printing at the moment it stopped is split between the two
+// consoles (the source printed "HB 7", the destination prints "1"); then the
+// first whole line at the destination is one further.
+func heartbeatContinues(t *testing.T, ctx context.Context, from, to *guest) {
+	t.Helper()
+	first := to.heartbeat(t, ctx)
+	time.Sleep(100 * time.Millisecond) // the source writes its console asynchronously
+	last := from.lastHB()
+	if first == last+1 {
+		return
+	}
+	if lines := to.p.con.Lines(); first == last+2 && len(lines) > 0 && !strings.HasPrefix(lines[0], "HB ") {
+		t.Logf("heartbeat line %d was split between the consoles (destination's first line %q)", last+1, lines[0])
+		return
+	}
+	t.Errorf("heartbeat did not continue: destination's first %d, source's last %d", first, last)
+}

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vmmd/vmmd/internal/testguest"
+)
+
+// TestMigrateRunningGuest moves a running guest with a heartbeat and the
+// memory workload to a second vmmd: the destination continues the
+// heartbeat where the source stopped, the memory checker finds every page
+// consistent, and the source ends in postmigrate.
+func TestMigrateRunningGuest(t *testing.T) {
+	bin := buildVMMD(t)
+	ctx, cancel := testguest.Deadline(t, 60*time.Second)
+	defer cancel()
+	src, sq := bootGuest(t, ctx, bin, 0, "--cpus", "2")
+	dst, dq, uri := startDestination(t, bin, "--cpus", "2")
+	src.do(t, ctx, "mem start 32", `^OK mem start 32$`)
+	src.do(t, ctx, "hb 20", `^OK hb 20$`)
+	src.heartbeat(t, ctx)
+	sq.must(t, "migrate-set-capabilities", map[string]any{"capabilities": []map[string]any{{"capability": "events", "state": true}}})
+	sq.must(t, "migrate", map[string]any{"uri": uri})
+	in := sq.waitMigration(t, ctx)
+	if in.Status != "completed" {
+		t.Fatalf("migration %s: %s", in.Status, in.ErrorDesc)
+	}
+	sq.wantStatus(t, "postmigrate")
+	dq.waitStatus(t, ctx, "running")
+	heartbeatContinues(t, ctx, src, dst)
+	dst.do(t, ctx, "mem check", `^MEMCHECK ok `)
+	t.Logf("migration: total %d ms, downtime %d ms, RAM %+v", in.TotalTime, in.Downtime, *in.RAM)
+}

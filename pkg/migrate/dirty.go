@@ -1,0 +1,86 @@
+package migrate
+
+import (
+	"fmt"
+	"math/bits"
+
+	"github.com/vmmd/vmmd/pkg/memory"
+)
+
+// dirtySet is the pages still to send: one bit per page per RAM region, the
+// layout KVM_GET_DIRTY_LOG uses.
+type dirtySet struct {
+	regions []memory.Region
+	words   [][]uint64
+}
+
+func newDirtySet(ram *memory.Memory) dirtySet {
+	rs := ram.Regions()
+	d := dirtySet{regions: rs, words: make([][]uint64, len(rs))}
+	for i, r := range rs {
+		pages := (r.Size + pageSize - 1) / pageSize
+		d.words[i] = make([]uint64, (pages+63)/64)
+	}
+	return d
+}
+
+// all marks every page.
+func (d dirtySet) all() {
+	for i, r := range d.regions {
+		pages := (r.Size + pageSize - 1) / pageSize
+		w := d.words[i]
+		for k := range w {
+			w[k] = ^uint64(0)
+		}
+		if rem := pages % 64; rem != 0 {
+			w[len(w)-1] = 1<<rem - 1
+		}
+	}
+}
+
+// or adds a region's bitmap (SyncDirty's callback).
+func (d dirtySet) or(r memory.Region, b []uint64) error {
+	for i, have := range d.regions {
+		if have.GPA != r.GPA {
+			continue
+		}
+		w := d.words[i]
+		if len(b) > len(w) {
+			b = b[:len(w)]
+		}
+		for k, v := range b {
+			w[k] |= v
+		}
+		return nil
+	}
+	return fmt.Errorf("dirty log for unknown RAM region at %#x", r.GPA)
+}
+
+func (d dirtySet) count() uint64 {
+	var n uint64
+	for _, w := range d.words {
+		for _, v := range w {
+			n += uint64(bits.OnesCount64(v))
+		}
+	}
+	return n
+}
+
+// take calls fn for every marked page, clearing it first, in address order.
+func (d dirtySet) take(fn func(gpa uint64) error) error {
+	for i, r := range d.regions {
+		w := d.words[i]
+		for k := range w {
+			v := w[k]
+			w[k] = 0
+			for v != 0 {
+				b := bits.TrailingZeros64(v)
+				v &= v - 1
+				if err := fn(r.GPA + (uint64(k)*64+uint64(b))*pageSize); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

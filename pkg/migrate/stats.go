@@ -1,0 +1,54 @@
+package migrate
+
+import "time"
+
+// RAMInfo is query-migrate's "ram" member, with QEMU's names and units.
+type RAMInfo struct {
+	Transferred      uint64  `json:"transferred"`
+	Remaining        uint64  `json:"remaining"`
+	Total            uint64  `json:"total"`
+	Duplicate        uint64  `json:"duplicate"`
+	Normal           uint64  `json:"normal"`
+	NormalBytes      uint64  `json:"normal-bytes"`
+	DirtyPagesRate   uint64  `json:"dirty-pages-rate"`
+	Mbps             float64 `json:"mbps"`
+	DirtySyncCount   uint64  `json:"dirty-sync-count"`
+	PostcopyRequests uint64  `json:"postcopy-requests"`
+	PageSize         uint64  `json:"page-size"`
+	MultifdBytes     uint64  `json:"multifd-bytes"`
+	PagesPerSecond   uint64  `json:"pages-per-second"`
+	PrecopyBytes     uint64  `json:"precopy-bytes"`
+	DowntimeBytes    uint64  `json:"downtime-bytes"`
+	PostcopyBytes    uint64  `json:"postcopy-bytes"`
+}
+
+// Info is query-migrate's reply. Members are filled as QEMU fills them:
+// nothing before the first migration; status and error-desc only for a
+// failed or cancelled one; the figures while active and once completed.
+type Info struct {
+	Status           Status   `json:"status,omitempty"`
+	RAM              *RAMInfo `json:"ram,omitempty"`
+	TotalTime        *int64   `json:"total-time,omitempty"`
+	ExpectedDowntime *int64   `json:"expected-downtime,omitempty"`
+	Downtime         *int64   `json:"downtime,omitempty"`
+	SetupTime        *int64   `json:"setup-time,omitempty"`
+	ErrorDesc        string   `json:"error-desc,omitempty"`
+}
+
+// counters are a job's running figures, guarded by the job's mutex.
+type counters struct {
+	duplicate, normal uint64 // pages sent (or received) as zero / with data
+	syncs             uint64 // dirty-bitmap syncs (passes after the first)
+	remaining         uint64 // bytes still dirty
+	precopyBytes      uint64 // stream bytes before the guest stopped
+	downtimeBytes     uint64 // stream bytes while it was stopped
+	dirtyRate         uint64 // pages per second dirtied in the last pass
+	mbps              float64
+	pagesPerSec       uint64
+	expectedDowntime  time.Duration
+}
+
+func msOf(d time.Duration) *int64 {
+	v := d.Milliseconds()
+	return &v
+}
