@@ -8,7 +8,7 @@ GUEST   := build/guest/vmmd-testguest.elf
 # KVM tests; they run here too (the race detector watches the vCPU threads).
 RACE_PKGS := ./pkg/... ./internal/... ./bench/...
 
-.PHONY: all build guest linux deps run test test-unit test-kvm test-linux vet bench clean
+.PHONY: all build guest linux deps run test test-unit test-kvm test-linux test-examples vet bench clean
 
 all: build
 
@@ -40,6 +40,11 @@ test-unit:
 # missing /dev/kvm into a failure instead of a skip.
 test-kvm: build guest
 	$(GO) test -count=1 -timeout 20m ./cmd/...
+
+# test-examples: the orchestration scripts in examples/, end to end with
+# fresh binaries (part of test-kvm too; needs nbdkit and jq).
+test-examples: build guest
+	$(GO) test -count=1 -timeout 10m -run TestExamples -v ./cmd/vmmctl
 
 # test-linux: Debian's stock kernel on vmmd on real KVM, nested: QEMU (TCG,
 # emulated AMD CPU with SVM) runs an L1 Linux whose kvm-amd runs vmmd.

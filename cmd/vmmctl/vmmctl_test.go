@@ -61,39 +61,10 @@ func startVmmd(t *testing.T) *harness {
 	if err := os.WriteFile(filepath.Join(h.dir, "disk.img"), make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
 	cmd := exec.Command(vmmd, "--kernel", guest, "--memory", "64M", "--serial", "none",
 		"--qmp", "unix:"+h.socket, "--drive", "file=disk.img,id=disk0")
 	cmd.Dir = h.dir
-	cmd.Stdout = &logs
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start vmmd: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("vmmd output:\n%s", logs.String())
-		}
-	})
-	ctx, cancel := testguest.Deadline(t, 20*time.Second)
-	defer cancel()
-	for {
-		if _, err := os.Stat(h.socket); err == nil {
-			break
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("vmmd exited before creating its QMP socket: %v", err)
-		case <-ctx.Done():
-			t.Fatalf("vmmd did not create %s: %v", h.socket, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	startUntilSocket(t, cmd, "vmmd", h.socket)
 	return h
 }
 
@@ -253,6 +224,12 @@ func TestAgainstVmmd(t *testing.T) {
 	if r.code != exitQMP || !strings.HasPrefix(r.stderr, "error: ") {
 		t.Fatalf("inject on a missing device: exit %d stderr %q, want exit 1", r.code, r.stderr)
 	}
+
+	golden(t, "migrate-status-none.golden", h.ok(t, "migrate-status"))
+	if s := h.migrateStatus(t); s.Status != statusNone || s.RAM != nil {
+		t.Errorf("migrate-status before any migration: %+v", s)
+	}
+	checkMigrateSet(t, h)
 
 	testEvents(t, h)
 

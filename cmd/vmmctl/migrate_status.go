@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// qmpRAM is query-migrate's "ram" member with QEMU's field names.
+type qmpRAM struct {
+	Transferred    uint64  `json:"transferred"`
+	Remaining      uint64  `json:"remaining"`
+	Total          uint64  `json:"total"`
+	Duplicate      uint64  `json:"duplicate"`
+	Normal         uint64  `json:"normal"`
+	NormalBytes    uint64  `json:"normal-bytes"`
+	DirtySyncCount uint64  `json:"dirty-sync-count"`
+	Mbps           float64 `json:"mbps"`
+	PagesPerSecond uint64  `json:"pages-per-second"`
+	DirtyPagesRate uint64  `json:"dirty-pages-rate"`
+}
+
+// qmpMigrationInfo is the part of query-migrate's return vmmctl reads.
+type qmpMigrationInfo struct {
+	Status           string  `json:"status"`
+	SetupTime        *int64  `json:"setup-time"`
+	TotalTime        *int64  `json:"total-time"`
+	Downtime         *int64  `json:"downtime"`
+	ExpectedDowntime *int64  `json:"expected-downtime"`
+	ErrorDesc        string  `json:"error-desc"`
+	RAM              *qmpRAM `json:"ram"`
+}
+
+// ramStatus is the JSON shape of migrate-status's "ram" member. It has
+// qmpRAM's fields so one converts to the other; only the names differ.
+type ramStatus struct {
+	Transferred    uint64  `json:"transferred"`
+	Remaining      uint64  `json:"remaining"`
+	Total          uint64  `json:"total"`
+	Duplicate      uint64  `json:"duplicate"`
+	Normal         uint64  `json:"normal"`
+	NormalBytes    uint64  `json:"normal_bytes"`
+	DirtySyncCount uint64  `json:"dirty_sync_count"`
+	Mbps           float64 `json:"mbps"`
+	PagesPerSecond uint64  `json:"pages_per_second"`
+	DirtyPagesRate uint64  `json:"dirty_pages_rate"`
+}
+
+// migrateStatus is the JSON shape of `migrate-status -o json`. Every field
+// is always present; numbers the server did not report are null.
+type migrateStatus struct {
+	Status             string     `json:"status"`
+	SetupTimeMS        *int64     `json:"setup_time_ms"`
+	TotalTimeMS        *int64     `json:"total_time_ms"`
+	DowntimeMS         *int64     `json:"downtime_ms"`
+	ExpectedDowntimeMS *int64     `json:"expected_downtime_ms"`
+	ErrorDesc          string     `json:"error_desc"`
+	RAM                *ramStatus `json:"ram"`
+}
+
+// statusNone is shown when the server reports no migration (QEMU answers
+// query-migrate with an empty object then).
+const statusNone = "none"
+
+// migrateStatusHelp documents the JSON fields; migrate --wait shares it.
+const migrateStatusHelp = `JSON fields (-o json; numbers the server did not report are null):
+  status                string  none, setup, active, device, pre-switchover,
+                                cancelling, cancelled, completed, failed, ...
+  setup_time_ms         int     time spent setting up
+  total_time_ms         int     time since the migration started
+  downtime_ms           int     guest stop time (after completion)
+  expected_downtime_ms  int     estimate while active
+  error_desc            string  why it failed ("" otherwise)
+  ram                   object  null when not reported:
+    transferred       int    bytes sent
+    remaining         int    bytes still to send
+    total             int    guest RAM bytes
+    duplicate         int    zero pages (sent as a flag)
+    normal            int    pages sent in full
+    normal_bytes      int    bytes of those pages
+    dirty_sync_count  int    RAM passes so far
+    mbps              float  throughput in megabits per second
+    pages_per_second  int    pages sent per second
+    dirty_pages_rate  int    pages dirtied per second`
+
+// fromQMP converts the server's reply into vmmctl's output shape.
+func fromQMP(in qmpMigrationInfo) migrateStatus {
+	out := migrateStatus{
+		Status:             in.Status,
+		SetupTimeMS:        in.SetupTime,
+		TotalTimeMS:        in.TotalTime,
+		DowntimeMS:         in.Downtime,
+		ExpectedDowntimeMS: in.ExpectedDowntime,
+		ErrorDesc:          in.ErrorDesc,
+	}
+	if out.Status == "" {
+		out.Status = statusNone
+	}
+	if in.RAM != nil {
+		r := ramStatus(*in.RAM)
+		out.RAM = &r
+	}
+	return out
+}
+
+// terminal reports whether the migration has ended one way or the other.
+func (s migrateStatus) terminal() bool {
+	return s.Status == "completed" || s.Status == "failed" || s.Status == "cancelled"
+}
+
+// pass is the RAM pass in progress (QEMU's dirty-sync-count), 0 when unknown.
+func (s migrateStatus) pass() uint64 {
+	if s.RAM == nil {
+		return 0
+	}
+	return s.RAM.DirtySyncCount
+}
+
+// percent is how much of guest RAM no longer needs sending, 0..100.
+func (s migrateStatus) percent() float64 {
+	if s.Status == "completed" {
+		return 100
+	}
+	if s.RAM == nil || s.RAM.Total == 0 || s.RAM.Remaining > s.RAM.Total {
+		return 0
+	}
+	return float64(s.RAM.Total-s.RAM.Remaining) * 100 / float64(s.RAM.Total)
+}
+
+// queryMigrate runs query-migrate.
+func queryMigrate(ctx context.Context, c *client) (migrateStatus, error) {
+	var in qmpMigrationInfo
+	if err := c.run(ctx, "query-migrate", nil, &in); err != nil {
+		return migrateStatus{}, err
+	}
+	return fromQMP(in), nil
+}
+
+// msOrDash renders an optional millisecond count.
+func msOrDash(v *int64) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.FormatInt(*v, 10) + " ms"
+}
+
+// writeStatusTable prints one status as "field: value" lines; a migration
+// has too many fields for one row.
+func writeStatusTable(w io.Writer, s migrateStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("Status", s.Status)
+	if s.Status != statusNone {
+		row("Total time", msOrDash(s.TotalTimeMS))
+		row("Setup time", msOrDash(s.SetupTimeMS))
+		row("Downtime", msOrDash(s.DowntimeMS))
+		row("Expected downtime", msOrDash(s.ExpectedDowntimeMS))
+		if r := s.RAM; r != nil {
+			row("Progress", fmt.Sprintf("%.1f%%", s.percent()))
+			row("Transferred", fmt.Sprintf("%d (%s)", r.Transferred, formatBytes(r.Transferred)))
+			row("Remaining", fmt.Sprintf("%d (%s)", r.Remaining, formatBytes(r.Remaining)))
+			row("Total", fmt.Sprintf("%d (%s)", r.Total, formatBytes(r.Total)))
+			row("Pass", strconv.FormatUint(r.DirtySyncCount, 10))
+			row("Throughput", fmt.Sprintf("%.1f Mbit/s", r.Mbps))
+			row("Pages/s", strconv.FormatUint(r.PagesPerSecond, 10))
+			row("Dirty pages/s", strconv.FormatUint(r.DirtyPagesRate, 10))
+			row("Zero pages", strconv.FormatUint(r.Duplicate, 10))
+			row("Normal pages", strconv.FormatUint(r.Normal, 10))
+		}
+		row("Error", orDash(s.ErrorDesc))
+	}
+	return tw.Flush()
+}
+
+func newMigrateStatusCmd(o *options) *cobra.Command {
+	var (
+		watch    bool
+		interval time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "migrate-status [--watch]",
+		Short: "Show the state of the current or last migration",
+		Long: `Show the state of the current or last migration (QMP query-migrate), on the
+source or the destination.
+
+With --watch, poll until the migration reaches completed, failed or
+cancelled, showing progress as migrate --wait does (a bar on a terminal,
+one line per poll otherwise, one JSON object per poll with -o json); the
+exit code is then 0 for completed and 1 for failed or cancelled. A status of
+"none" (no migration yet) is watched until one starts and ends.
+
+` + progressLineHelp + `
+
+` + migrateStatusHelp,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if interval <= 0 {
+				return usagef(fmt.Errorf("invalid --interval %v: must be positive", interval))
+			}
+			ctx := cmd.Context()
+			c, err := o.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.close()
+			if !watch {
+				s, err := queryMigrate(ctx, c)
+				if err != nil {
+					return err
+				}
+				if o.json() {
+					return writeJSON(o.stdout, s)
+				}
+				return writeStatusTable(o.stdout, s)
+			}
+			w := &waiter{c: c, o: o, interval: interval, report: newReporter(o)}
+			s, err := w.wait(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					// Ctrl-C ends a watch like it ends `events`.
+					return nil
+				}
+				return err
+			}
+			return w.outcome(ctx, s)
+		},
+	}
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "poll until the migration ends")
+	cmd.Flags().DurationVar(&interval, "interval", 500*time.Millisecond, "poll interval for --watch")
+	return cmd
+}
+
+// encodeLine writes v as one compact JSON line (for --watch and --wait).
+func encodeLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode JSON output: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
