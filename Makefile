@@ -8,7 +8,7 @@ GUEST   := build/guest/vmmd-testguest.elf
 # KVM tests; they run here too (the race detector watches the vCPU threads).
 RACE_PKGS := ./pkg/... ./internal/... ./bench/...
 
-.PHONY: all build guest linux deps run test test-unit test-kvm test-linux test-examples vet bench clean
+.PHONY: all build guest linux deps run test test-unit test-kvm test-linux test-examples vet verify reliability fuzz bench clean
 
 all: build
 
@@ -41,6 +41,23 @@ test-unit:
 test-kvm: build guest
 	$(GO) test -count=1 -timeout 20m ./cmd/...
 
+# verify: spin checks the Promela model of the migration handover and the
+# gate exhaustively, and checks that each deliberately broken variant of it
+# is caught (pkg/migrate/model/README.md).
+verify:
+	./scripts/verify.sh
+
+# reliability: the fault matrix (every fault at every migration phase) on
+# real KVM and nbdkit; writes the table and its figures to docs/RELIABILITY.md.
+reliability: build guest
+	VMMD_RELIABILITY_REPORT=$(CURDIR)/docs/RELIABILITY.md $(GO) test -count=1 -timeout 20m -run TestFaultMatrix ./cmd/vmmd
+
+# fuzz: every Go fuzz target for FUZZTIME each (findings become regression
+# tests in the package's testdata/fuzz).
+FUZZTIME ?= 30s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
 # test-examples: the orchestration scripts in examples/, end to end with
 # fresh binaries (part of test-kvm too; needs nbdkit and jq).
 test-examples: build guest
@@ -55,7 +72,7 @@ test-linux: build
 # test: everything CI runs. test-linux is kept out until an intermittent
 # stall of 2-vCPU Linux boots (seen once in ~11 runs) is understood: a flaky
 # CI gate would block every change.
-test: vet guest test-unit test-kvm
+test: vet verify guest test-unit test-kvm
 
 bench: build guest
 	$(GO) run ./bench/cmd/vmmbench

@@ -23,7 +23,8 @@ import (
 // qmpTestClient is a QMP connection to a vmmd under test that records every
 // event, so a test can wait for one that arrived before it started looking.
 type qmpTestClient struct {
-	mon *qmp.SocketMonitor
+	mon  *qmp.SocketMonitor
+	sock string
 
 	mu      sync.Mutex
 	events  []qmp.Event
@@ -50,7 +51,7 @@ func dialQMP(t *testing.T, sock string) *qmpTestClient {
 	if err := mon.Connect(); err != nil {
 		t.Fatalf("QMP handshake: %v", err)
 	}
-	c := &qmpTestClient{mon: mon, changed: make(chan struct{})}
+	c := &qmpTestClient{mon: mon, sock: sock, changed: make(chan struct{})}
 	events, err := mon.Events(context.Background())
 	if err != nil {
 		t.Fatalf("QMP events: %v", err)

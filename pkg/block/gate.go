@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Activatable is a disk the gate can inactivate (hand over to another
@@ -38,7 +39,13 @@ type Gate struct {
 // NewGate returns a gate over the given disks. A gate with no disks always
 // opens; it is still called, so the path exists before disks do.
 func NewGate(drives ...Activatable) *Gate {
-	return &Gate{drives: append([]Activatable(nil), drives...)}
+	g := &Gate{drives: append([]Activatable(nil), drives...)}
+	for _, d := range drives {
+		if !d.Active() {
+			g.mayBeInactive = true // an incoming VM opens its disks inactive
+		}
+	}
+	return g
 }
 
 // Add registers another disk. A disk that is added inactive (an incoming
@@ -96,23 +103,42 @@ func (g *Gate) InactivateAll(ctx context.Context) error {
 func (g *Gate) ReactivateAll(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var errs []error
+	var taken []Activatable
+	var failures []error
 	for _, d := range g.drives {
+		wasActive := d.Active()
 		if err := d.Activate(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("activate %s: %w", d.Name(), err))
+			failures = append(failures, fmt.Errorf("activate %s: %w", d.Name(), err))
+			continue
+		}
+		if !wasActive {
+			taken = append(taken, d)
 		}
 	}
 	for _, d := range g.drives {
 		if !d.Active() {
-			errs = append(errs, fmt.Errorf("%w: %s is still inactive", ErrNotAllActive, d.Name()))
+			failures = append(failures, fmt.Errorf("%w: %s is still inactive", ErrNotAllActive, d.Name()))
 		}
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if len(failures) == 0 {
+		g.mayBeInactive = false
+		return nil
 	}
-	g.mayBeInactive = false
-	return nil
+	// A side that cannot run must not sit on some of the images: give back
+	// what this call took, or two sides could each hold part of the disks
+	// and neither could ever take them all (found by the handover model).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	for _, d := range taken {
+		if err := d.Inactivate(rctx); err != nil {
+			failures = append(failures, fmt.Errorf("release %s again: %w", d.Name(), err))
+		}
+	}
+	return errors.Join(failures...)
 }
+
+// releaseTimeout bounds giving images back after a failed reactivation.
+const releaseTimeout = 5 * time.Second
 
 // Inactivate inactivates one disk, marking the gate first like
 // InactivateAll, so no resume can slip through half way.

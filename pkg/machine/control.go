@@ -127,7 +127,9 @@ func (m *Machine) Resume(ctx context.Context, cause Cause) error {
 	if m.running && m.state == StateRunning {
 		return nil // already running: cont is a no-op, as in QEMU
 	}
-	if m.needState {
+	if m.needState || (m.state == StateInMigrate && cause != CauseIncomingDone) {
+		// Only the migration engine, after commit, may start an incoming
+		// guest; cont during inmigrate is the monitor's autostart request.
 		return ErrWaitingForIncoming
 	}
 	if err := checkTransition(m.state, StateRunning); err != nil {

@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -33,4 +34,35 @@ func (m *Machine) EnterState(s RunState) error {
 	}
 	m.setState(s)
 	return nil
+}
+
+// StopForMigration puts the VM in finish-migrate in one step and returns
+// the state it was in: a running VM is stopped (vCPUs parked, disk I/O
+// drained, STOP sent), a stopped one just changes state. Doing both under
+// one lock matters: a separate "is it running?" then "pause" would let an
+// operator's stop and cont slip in between, and the guest would run while
+// the migration inactivates its disks. In finish-migrate, cont is refused.
+func (m *Machine) StopForMigration(ctx context.Context) (RunState, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return "", ErrClosed
+	}
+	was := m.state
+	if err := checkTransition(was, StateFinishMigrate); err != nil {
+		return was, err
+	}
+	if was.Running() || m.running {
+		if err := m.stopVCPUs(ctx); err != nil {
+			return was, fmt.Errorf("stop for migration: %w", err)
+		}
+		if err := m.pauseDisks(ctx); err != nil {
+			m.log.Warn().Err(err).Msg("disks did not quiesce")
+		}
+		m.setState(StateFinishMigrate)
+		m.emit("STOP", nil)
+		return was, nil
+	}
+	m.setState(StateFinishMigrate)
+	return was, nil
 }

@@ -121,12 +121,26 @@ func (v *fakeVM) Pause(ctx context.Context, s machine.RunState) error {
 	return nil
 }
 
+func (v *fakeVM) StopForMigration(ctx context.Context) (machine.RunState, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	was := v.state
+	if !machine.CanTransition(was, machine.StateFinishMigrate) {
+		return was, &machine.TransitionError{From: was, To: machine.StateFinishMigrate}
+	}
+	v.state = machine.StateFinishMigrate
+	return was, nil
+}
+
 // Resume is the fake's only way to "run", and asks the gate like the real one.
 func (v *fakeVM) Resume(ctx context.Context, c machine.Cause) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.state == machine.StateFinishMigrate && c == machine.CauseCont {
 		return machine.ErrMigrationNotFinal
+	}
+	if v.state == machine.StateInMigrate && c != machine.CauseIncomingDone {
+		return machine.ErrWaitingForIncoming
 	}
 	if !machine.CanTransition(v.state, machine.StateRunning) {
 		return &machine.TransitionError{From: v.state, To: machine.StateRunning}

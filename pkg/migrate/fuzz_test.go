@@ -87,3 +87,24 @@ func FuzzIncomingStream(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseURI: any string gives a URI or an error naming the problem,
+// never a panic, and an accepted URI prints back to what it parsed.
+func FuzzParseURI(f *testing.F) {
+	for _, s := range []string{"unix:/run/x.sock", "tcp:127.0.0.1:4444", "tcp:[::1]:1", "file:/tmp/vm.state",
+		"exec:cat", "", ":", "tcp:", "unix:", "file:a,offset=3", "tcp:host"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := ParseURI(s)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		if u.String() != s {
+			t.Fatalf("ParseURI(%q) = %q", s, u.String())
+		}
+	})
+}

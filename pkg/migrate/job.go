@@ -27,6 +27,7 @@ type job struct {
 	st         Status
 	err        string
 	cancelled  bool // migrate_cancel (or Close) asked for it
+	committing bool // the source is sending commit: too late to cancel
 	conn       io.Closer
 	start      time.Time
 	setupTime  time.Duration
@@ -69,7 +70,7 @@ func (j *job) setStatus(s Status) {
 // blocked read or write returns at once.
 func (j *job) requestCancel() {
 	j.mu.Lock()
-	if !j.st.inProgress() || j.st == StatusCancelling {
+	if !j.st.inProgress() || j.st == StatusCancelling || j.committing {
 		j.mu.Unlock()
 		return
 	}
@@ -81,6 +82,18 @@ func (j *job) requestCancel() {
 	if conn != nil {
 		conn.Close()
 	}
+}
+
+// beginCommit marks the point after which migrate_cancel is a no-op; it
+// fails if a cancel got there first.
+func (j *job) beginCommit() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.cancelled {
+		return false
+	}
+	j.committing = true
+	return true
 }
 
 func (j *job) wasCancelled() bool {

@@ -143,7 +143,9 @@ func (s *source) precopy(ctx context.Context) error {
 			s.j.c.dirtyRate = uint64(float64(dirty) / elapsed.Seconds())
 		}
 		s.j.mu.Unlock()
-		if !s.vm.State().Running() || expected <= ms(s.j.params.DowntimeLimit) {
+		// downtime-limit is read afresh each pass: orchestrators (libvirt's
+		// migrate-setmaxdowntime) raise it while a migration runs.
+		if !s.vm.State().Running() || expected <= ms(s.m.Parameters().DowntimeLimit) {
 			return nil
 		}
 	}
@@ -212,6 +214,9 @@ func (s *source) switchover(ctx context.Context) error {
 		return fmt.Errorf("send device state: %w", err)
 	}
 	if s.rp == nil {
+		if !j.beginCommit() {
+			return errors.New("migration cancelled")
+		}
 		if f, ok := s.rw.(*os.File); ok {
 			if err := f.Sync(); err != nil {
 				return fmt.Errorf("sync migration file: %w", err)
@@ -220,6 +225,11 @@ func (s *source) switchover(ctx context.Context) error {
 	} else {
 		if err := s.rp.expect(ctx, stream.KindReady, ms(j.params.HandoverTimeout), "load the guest"); err != nil {
 			return err
+		}
+		// From here migrate_cancel is too late (as in QEMU after
+		// completion): the commit may reach the destination.
+		if !j.beginCommit() {
+			return errors.New("migration cancelled")
 		}
 		if err := s.w.WriteSection(stream.KindCommit, nil); err != nil {
 			return fmt.Errorf("send commit: %w", err)
@@ -242,20 +252,18 @@ func (s *source) switchover(ctx context.Context) error {
 	return nil
 }
 
-// stopGuest stops the vCPUs and drains disk I/O (finish-migrate). A
-// cancel must not interrupt it half way, so it has its own bound.
+// stopGuest stops the vCPUs and drains disk I/O (finish-migrate), in one
+// step with reading the state the guest was in: that is what decides
+// whether it resumes after a failure and autostarts on the destination.
+// A cancel must not interrupt the stop half way, so it has its own bound.
 func (s *source) stopGuest(ctx context.Context) error {
-	var err error
-	if s.vm.State().Running() {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reactivateTimeout)
-		defer cancel()
-		err = s.vm.Pause(pctx, machine.StateFinishMigrate)
-	} else {
-		err = s.vm.EnterState(machine.StateFinishMigrate)
-	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reactivateTimeout)
+	defer cancel()
+	was, err := s.vm.StopForMigration(pctx)
 	if err != nil {
 		return fmt.Errorf("stop the guest for switchover: %w", err)
 	}
+	s.was = was
 	s.stopped = true
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 type VM interface {
 	State() machine.RunState
 	Pause(ctx context.Context, s machine.RunState) error
+	StopForMigration(ctx context.Context) (machine.RunState, error)
 	Resume(ctx context.Context, c machine.Cause) error
 	EnterState(s machine.RunState) error
 	Gate() *block.Gate

@@ -1,7 +1,8 @@
 // Command vmmbench compares vmmd with QEMU microvm on this machine: time from
-// exec to the guest's GUEST-READY console line, and the VMM's own memory
-// (RSS minus the guest RAM mapping). Runs of the VMMs are interleaved so that
-// machine noise hits all of them alike. It is what `make bench` runs.
+// exec to the guest's GUEST-READY console line, the VMM's own memory (RSS
+// minus the guest RAM mapping), in-guest disk throughput, QMP round trips
+// and live migration. Runs of the VMMs are interleaved so that machine noise
+// hits all of them alike. It is what `make bench` runs; -only picks sections.
 package main
 
 import (
@@ -13,6 +14,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -28,14 +31,50 @@ type options struct {
 	qemu      string
 	kernel    string
 	jsonPath  string
+	// sections are the parts of the benchmark to run (-only).
+	sections map[string]bool
+	// migrateRuns is the number of migrations per VMM and case.
+	migrateRuns int
+}
+
+// The sections of the benchmark, in the order they run.
+const (
+	sectionBoot    = "boot"
+	sectionDisk    = "disk"
+	sectionQMP     = "qmp"
+	sectionMigrate = "migrate"
+)
+
+func allSections() []string {
+	return []string{sectionBoot, sectionDisk, sectionQMP, sectionMigrate}
+}
+
+// parseSections turns a comma-separated -only value into a set; "" is all.
+func parseSections(v string) (map[string]bool, error) {
+	set := map[string]bool{}
+	if strings.TrimSpace(v) == "" {
+		for _, s := range allSections() {
+			set[s] = true
+		}
+		return set, nil
+	}
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if !slices.Contains(allSections(), f) {
+			return nil, fmt.Errorf("-only %q: unknown section %q (want a comma-separated list of %s)",
+				v, f, strings.Join(allSections(), ", "))
+		}
+		set[f] = true
+	}
+	return set, nil
 }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run returns the exit status: 0 when every configuration was measured,
-// 1 when the comparison could not be made, 2 for bad flags.
+// run returns the exit status: 0 when every section asked for was
+// measured, 1 when a comparison could not be made, 2 for bad flags.
 func run(args []string, stdout, stderr io.Writer) int {
 	opts, err := parseFlags(args, stderr)
 	if err != nil {
@@ -53,6 +92,51 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vmmbench: %v\n", err)
 		return 1
 	}
+	started := time.Now()
+	raw := rawReport{Started: started, Host: env.host(), Settings: settingsOf(opts)}
+	code := 0
+	if opts.sections[sectionBoot] {
+		if code = runBootBench(ctx, env, opts, &raw, stdout, stderr); code != 0 {
+			return code
+		}
+	}
+	if opts.sections[sectionDisk] {
+		if code = runDiskBench(ctx, env, opts, stdout, stderr); code != 0 {
+			return code
+		}
+	}
+	if opts.sections[sectionQMP] {
+		if err := runQMPBench(ctx, env, opts, stdout); err != nil {
+			fmt.Fprintf(stderr, "vmmbench: %v\n", err)
+			return 1
+		}
+	}
+	if opts.sections[sectionMigrate] {
+		var mig migrateReport
+		mig, code = runMigrateBench(ctx, env, opts, stdout, stderr)
+		raw.Migration = &mig
+	}
+	if opts.jsonPath != "" {
+		raw.DurationS = time.Since(started).Seconds()
+		if err := writeJSON(opts.jsonPath, raw); err != nil {
+			fmt.Fprintf(stderr, "vmmbench: %v\n", err)
+			return 1
+		}
+	}
+	if code == 0 {
+		for _, s := range raw.Summaries {
+			if s.OK == 0 {
+				fmt.Fprintf(stderr, "vmmbench: %s failed in all %d runs; the comparison is incomplete\n", s.Name, s.Runs)
+				return 1
+			}
+		}
+	}
+	return code
+}
+
+// runBootBench measures boot time and memory overhead, prints the tables
+// and stores the results in raw.
+func runBootBench(ctx context.Context, env environment, opts options, raw *rawReport, stdout, stderr io.Writer) int {
 	cfgs := configs(env, opts.memoryMiB)
 	started := time.Now()
 	fmt.Fprintf(stderr, "vmmbench: %d runs (+%d warm-up) of %d configurations, interleaved; QEMU: %s\n",
@@ -73,29 +157,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vmmbench: write report: %v\n", err)
 		return 1
 	}
-	if code := runDiskBench(ctx, env, opts, stdout, stderr); code != 0 {
-		return code
-	}
-	if err := runQMPBench(ctx, env, opts, stdout); err != nil {
-		fmt.Fprintf(stderr, "vmmbench: %v\n", err)
-		return 1
-	}
-	if opts.jsonPath != "" {
-		raw := rawReport{
-			Started: started, DurationS: elapsed.Seconds(), Host: env.host(), Settings: settingsOf(opts),
-			Configs: cfgs, Summaries: sums, Goals: goals, Runs: results,
-		}
-		if err := writeJSON(opts.jsonPath, raw); err != nil {
-			fmt.Fprintf(stderr, "vmmbench: %v\n", err)
-			return 1
-		}
-	}
-	for _, s := range sums {
-		if s.OK == 0 {
-			fmt.Fprintf(stderr, "vmmbench: %s failed in all %d runs; the comparison is incomplete\n", s.Name, s.Runs)
-			return 1
-		}
-	}
+	raw.Configs, raw.Summaries, raw.Goals, raw.Runs = cfgs, sums, goals, results
 	return 0
 }
 
@@ -112,6 +174,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.qemu, "qemu", "qemu-system-x86_64", "QEMU binary, a path or a name looked up in PATH")
 	fs.StringVar(&o.kernel, "kernel", "", "guest kernel (default <repo>/build/guest/vmmd-testguest.elf)")
 	fs.StringVar(&o.jsonPath, "json", "", "also write raw results as JSON to this file")
+	only := fs.String("only", "", "run only these sections, comma-separated: "+strings.Join(allSections(), ",")+" (default all)")
+	fs.IntVar(&o.migrateRuns, "migrate-runs", 5, "migrations per VMM and case (the warm-up rounds come on top)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -128,8 +192,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-settle %v: must not be negative", o.settle)
 	case o.timeout <= 0:
 		return o, fmt.Errorf("-timeout %v: must be positive", o.timeout)
+	case o.migrateRuns < 1:
+		return o, fmt.Errorf("-migrate-runs %d: need at least 1", o.migrateRuns)
 	}
-	return o, nil
+	var err error
+	o.sections, err = parseSections(*only)
+	return o, err
 }
 
 func writeJSON(path string, v any) error {

@@ -66,6 +66,8 @@ type rawReport struct {
 	Summaries []configSummary `json:"summaries"`
 	Goals     []goalResult    `json:"goals"`
 	Runs      []runResult     `json:"runs"`
+	// Migration is set when the migration section ran.
+	Migration *migrateReport `json:"migration,omitempty"`
 }
 
 func settingsOf(o options) settings {
@@ -241,7 +243,7 @@ func writeReport(w io.Writer, sums []configSummary, goals []goalResult, o option
 	}
 	fmt.Fprintf(&b, "\n%d runs per configuration (+%d warm-up round), one VMM at a time, order rotating each round; guest RAM %d MiB, 1 vCPU.\n",
 		o.runs, o.warmup, o.memoryMiB)
-	fmt.Fprintf(&b, "Host: kernel %s, %d CPUs; %s. The whole bench took %.1f s.\n", env.hostKernel, env.host().CPUs, env.qemuVersion, elapsed.Seconds())
+	fmt.Fprintf(&b, "Host: kernel %s, %d CPUs; %s. This section took %.1f s.\n", env.hostKernel, env.host().CPUs, env.qemuVersion, elapsed.Seconds())
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -154,11 +154,17 @@ func (t Tables) Len() uint64 {
 // Write puts the RSDP at base rounded up to 16 bytes and the XSDT, FADT,
 // MADT and DSDT after it, and returns the RSDP's address. The tables take
 // Len bytes; the caller chooses a base where they fit (0xE0000, in the
-// BIOS area Linux scans for the RSDP, leaves room up to 0xFFFFF).
+// BIOS area Linux scans for the RSDP, leaves room up to 0xFFFFF). Write
+// also puts ResetVectorCode at ResetVectorAddr, which the FADT's
+// hardware-reduced flag makes necessary (see ResetVectorAddr), so mem must
+// cover it too; tables that would overlap it are refused.
 func (t Tables) Write(mem Memory, base uint64) (rsdpAddr uint64, err error) {
 	l, err := t.layout(base)
 	if err != nil {
 		return 0, fmt.Errorf("write ACPI tables: %w", err)
+	}
+	if l.rsdp < ResetVectorAddr+resetVectorSize && ResetVectorAddr < l.end {
+		return 0, fmt.Errorf("write ACPI tables: tables at %#x-%#x overlap the reset vector at %#x", l.rsdp, l.end-1, ResetVectorAddr)
 	}
 	parts := []struct {
 		name string
@@ -170,6 +176,7 @@ func (t Tables) Write(mem Memory, base uint64) (rsdpAddr uint64, err error) {
 		{"FADT", l.fadt, fadt(l.dsdt)},
 		{"MADT", l.madt, t.madt},
 		{"DSDT", l.dsdt, t.dsdt},
+		{"reset vector code", ResetVectorAddr, ResetVectorCode()},
 	}
 	for _, p := range parts {
 		if err := mem.Write(p.gpa, p.b); err != nil {

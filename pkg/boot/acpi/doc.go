@@ -16,8 +16,11 @@
 //     (id n, GSI base 0), IRQ0 overridden to GSI 2 and, for every device
 //     interrupt below 16 that is level-triggered, an override saying so.
 //   - DSDT: virtio-mmio devices ("LNRO0005") and COM1 under \_SB, and \_S5.
+//   - At the reset vector F000:FFF0, a few bytes of real-mode code that do
+//     the FADT's reset: Linux reboots a hardware-reduced machine by jumping
+//     there (see ResetVectorAddr for why).
 //
 // Build turns a Config into Tables; Tables.Write lays them out in guest
 // memory at a caller-chosen base, filling in the addresses that point from
-// one table to another.
+// one table to another, and writes the reset vector's code.
 package acpi

@@ -48,7 +48,7 @@ func TestUnalignedBaseAndLen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &regionMem{base: 0xE0000, b: make([]byte, 0x10000)}
+	m := &regionMem{base: 0xE0000, b: make([]byte, 0x20000)}
 	rsdpAddr, err := tb.Write(m, 0xE0001)
 	if err != nil {
 		t.Fatal(err)
@@ -64,9 +64,9 @@ func TestUnalignedBaseAndLen(t *testing.T) {
 	if tb.Len() > 0x1000 {
 		t.Errorf("Len = %#x, want a few KiB at most", tb.Len())
 	}
-	// Nothing is written past Len.
-	if tail := m.b[rsdpAddr-m.base+tb.Len():]; !isZero(tail) {
-		t.Errorf("bytes written past RSDP + Len")
+	// Nothing is written past Len but the reset vector's code.
+	if tail := m.b[rsdpAddr-m.base+tb.Len() : ResetVectorAddr-m.base]; !isZero(tail) {
+		t.Errorf("bytes written between RSDP + Len and the reset vector")
 	}
 }
 

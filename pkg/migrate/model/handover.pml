@@ -13,16 +13,22 @@
  * comes back, migrate_cancel, D crashes, and the operator runs `cont` on
  * either side.
  *
- * Build switches (spin -D...); scripts/verify.sh requires the default and
- * NOLOCK to pass and each broken variant to violate the property named:
+ * Build switches (spin -D...); scripts/verify.sh requires the default,
+ * NOLOCK and FRAME_ATOMIC to pass and each broken variant to violate the
+ * property named:
  *   NOLOCK          storage enforces no exclusion (NBD: anyone may connect);
  *                   default: an image lock per drive (file backend, OFD
  *                   locks) that at most one process holds. Under NOLOCK the
  *                   operator follows the documented rule: `cont` on a
  *                   postmigrate source only when the destination is gone or
  *                   reports its incoming migration failed.
+ *   FRAME_ATOMIC    the commit as source.go does it: committed only after
+ *                   the COMMIT frame was flushed, a failed send fails the
+ *                   migration. Passes because a frame whose send failed
+ *                   never arrives whole; the default model does not assume
+ *                   that and commits before sending.
  *   NO_ROLLBACK     ReactivateAll keeps the drives it activated even when
- *                   another stays inactive (block.Gate as first written).
+ *                   another stays inactive (pkg/block/gate.go today).
  *                   Violates recoverable.
  *   BUGGY_RESUME    S auto-resumes after a failed migration whatever the
  *                   gate says (QEMU before 2023). Violates s_gated.
@@ -33,6 +39,9 @@
  *                   `paused` (Pause is a no-op when not running) instead of
  *                   forcing finish-migrate, so `cont` slips in. Violates
  *                   s_gated.
+ *   BUGGY_STOP_RACE source.go stopGuest as first written: reads the run
+ *                   state, then Pause(finish-migrate) (no-op if a stop came
+ *                   in between) or EnterState. Violates s_gated.
  *   BUGGY_DEST_CONT `cont` on a destination that never got COMMIT starts it
  *                   through the gate. Violates d_committed.
  *   BUGGY_FLAG      InactivateAll sets mayBeInactive after the drives
@@ -272,6 +281,21 @@ active proctype Source() {
 	fi;
 
 	/* commit point: a cancel not seen by now is refused */
+#ifdef FRAME_ATOMIC
+	/* source.go as written: committed once the COMMIT frame is flushed; a
+	 * failed flush fails the migration. Safe only because a frame whose
+	 * write failed never reaches D whole (length + CRC framing, and a
+	 * socket write error means the kernel did not take every byte), so
+	 * the send here is all or nothing. A cancel closes the connection,
+	 * which fails the write. */
+	atomic {
+		if
+		:: !cut -> s2d!COMMIT; s_committed = true
+		:: cut -> err = true
+		fi
+	}
+	if :: err -> goto fail :: else -> skip fi;
+#else
 	atomic {
 		if
 		:: cancel -> goto fail
@@ -281,6 +305,7 @@ active proctype Source() {
 	send(s2d, COMMIT, err);
 #ifdef BUGGY_COMMIT
 	if :: err -> goto fail :: else -> skip fi;
+#endif
 #endif
 	/* complete: postmigrate (EnterState refuses if the VM runs); never
 	 * resumes on its own from here */
