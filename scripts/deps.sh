@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian 12 machine lacks to build and test vmmd.
 set -euo pipefail
-pkgs=(gcc binutils make python3 qemu-system-x86 qemu-utils nbdkit socat busybox-static cpio kmod acpica-tools jq spin)
+pkgs=(gcc binutils make python3 qemu-system-x86 qemu-utils nbdkit socat busybox-static cpio kmod acpica-tools jq spin iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"time"
 
 	"github.com/vmmd/vmmd/pkg/machine"
@@ -49,7 +51,7 @@ func (d *dest) receive(ctx context.Context, l *listener) (*machine.State, error)
 	d.rw = rw
 	d.j.setConn(rw)
 	d.j.setStatus(StatusActive)
-	d.r = stream.NewReader(rw, stream.DefaultMaxPayload)
+	d.r = stream.NewReader(idleReader{rw}, stream.DefaultMaxPayload)
 	d.j.mu.Lock()
 	d.j.bytes = d.r.Bytes
 	d.j.mu.Unlock()
@@ -253,4 +255,29 @@ func (d *dest) arrive(st *machine.State) {
 	}
 	// The run state has changed before the event that announces completion.
 	j.finish(StatusCompleted, desc)
+}
+
+// destIdleTimeout bounds how long the destination waits for the next byte
+// from the source. The source is legitimately silent while it inactivates
+// its disks (x-inactivate-timeout, 10 s by default) and while it waits for
+// ready; a minute of silence means the source or the link is gone, and the
+// destination fails (and can be retried) instead of waiting forever.
+const destIdleTimeout = time.Minute
+
+// idleReader gives every read on a network connection a deadline.
+type idleReader struct{ r io.Reader }
+
+func (ir idleReader) Read(p []byte) (int, error) {
+	c, ok := ir.r.(net.Conn)
+	if !ok {
+		return ir.r.Read(p)
+	}
+	if err := c.SetReadDeadline(time.Now().Add(destIdleTimeout)); err != nil {
+		return 0, err
+	}
+	n, err := c.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("nothing from the source for %v: %w", destIdleTimeout, err)
+	}
+	return n, err
 }

@@ -2,7 +2,11 @@ package migrate
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
+	"os"
 	"sync"
 	"time"
 )
@@ -62,16 +66,31 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 	}
 }
 
-// limitedWriter paces writes through a limiter.
+// limitedWriter paces writes through a limiter. On a network connection
+// it also bounds each write: a destination (or link) that stops taking data
+// fails the migration after stall instead of hanging it until TCP gives up
+// minutes later.
 type limitedWriter struct {
-	ctx context.Context
-	w   io.Writer
-	l   *limiter
+	ctx   context.Context
+	w     io.Writer
+	l     *limiter
+	stall time.Duration
 }
 
 func (w limitedWriter) Write(p []byte) (int, error) {
 	if err := w.l.wait(w.ctx, len(p)); err != nil {
 		return 0, err
 	}
-	return w.w.Write(p)
+	c, ok := w.w.(net.Conn)
+	if !ok || w.stall <= 0 {
+		return w.w.Write(p)
+	}
+	if err := c.SetWriteDeadline(time.Now().Add(w.stall)); err != nil {
+		return 0, err
+	}
+	n, err := c.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("the destination took no data for %v (x-handover-timeout): %w", w.stall, err)
+	}
+	return n, err
 }

@@ -63,7 +63,7 @@ func (s *source) run(ctx context.Context) error {
 			s.rp.wait()
 		}
 	}()
-	s.w = stream.NewWriter(limitedWriter{ctx: ctx, w: rw, l: j.lim})
+	s.w = stream.NewWriter(limitedWriter{ctx: ctx, w: rw, l: j.lim, stall: ms(j.params.HandoverTimeout)})
 	j.mu.Lock()
 	j.bytes = s.w.Bytes
 	j.mu.Unlock()
