@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -31,4 +32,9 @@ func TestMigrateRunningGuest(t *testing.T) {
 	heartbeatContinues(t, ctx, src, dst)
 	dst.do(t, ctx, "mem check", `^MEMCHECK ok `)
 	t.Logf("migration: total %d ms, downtime %d ms, RAM %+v", in.TotalTime, in.Downtime, *in.RAM)
+	for _, l := range strings.Split(src.p.stderr.String(), "\n") {
+		if strings.Contains(l, "downtime_steps") {
+			t.Logf("source: %s", l)
+		}
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/vmmd/vmmd/pkg/machine"
 	"github.com/vmmd/vmmd/pkg/migrate/stream"
 )
@@ -183,19 +185,31 @@ func (s *source) switchover(ctx context.Context) error {
 	j.c.precopyBytes = s.w.Bytes()
 	j.mu.Unlock()
 	j.lim.disable() // the guest waits for every byte from now on
+	// Where the downtime goes, for the log: operators tuning downtime-limit
+	// (and we) need to know which step to blame.
+	steps := zerolog.Dict()
+	last := time.Now()
+	mark := func(name string) {
+		now := time.Now()
+		steps.Dur(name, now.Sub(last))
+		last = now
+	}
 	if err := s.stopGuest(ctx); err != nil {
 		return err
 	}
+	mark("stop_ms")
 	j.setStatus(StatusDevice)
 	if err := s.inactivate(ctx); err != nil {
 		return err
 	}
+	mark("inactivate_ms")
 	if _, err := s.sync(); err != nil {
 		return err
 	}
 	if err := s.sendPass(ctx, 0); err != nil {
 		return err
 	}
+	mark("last_pages_ms")
 	st, err := s.vm.SaveState(ctx, s.was)
 	if err != nil {
 		return fmt.Errorf("save device state: %w", err)
@@ -213,6 +227,7 @@ func (s *source) switchover(ctx context.Context) error {
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("send device state: %w", err)
 	}
+	mark("device_state_ms")
 	if s.rp == nil {
 		if !j.beginCommit() {
 			return errors.New("migration cancelled")
@@ -226,6 +241,7 @@ func (s *source) switchover(ctx context.Context) error {
 		if err := s.rp.expect(ctx, stream.KindReady, ms(j.params.HandoverTimeout), "load the guest"); err != nil {
 			return err
 		}
+		mark("destination_load_ms")
 		// From here migrate_cancel is too late (as in QEMU after
 		// completion): the commit may reach the destination.
 		if !j.beginCommit() {
@@ -248,7 +264,9 @@ func (s *source) switchover(ctx context.Context) error {
 	if err := s.vm.EnterState(machine.StatePostMigrate); err != nil {
 		j.log.Error().Err(err).Msg("enter postmigrate after commit")
 	}
-	j.log.Info().Dur("downtime", j.downtime).Msg("migration committed; this side stays in postmigrate")
+	mark("commit_ms")
+	j.log.Info().Dur("downtime", j.downtime).Dict("downtime_steps", steps).
+		Msg("migration committed; this side stays in postmigrate")
 	return nil
 }
 
