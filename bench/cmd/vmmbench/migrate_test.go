@@ -276,7 +276,9 @@ func TestMigrateOnceRecordsExits(t *testing.T) {
 	v := migrateVMM{Name: "fake", config: func(qmpSock, incoming string) vmmConfig {
 		script := "exit 3"
 		if incoming != "" {
-			script = `trap "exit 0" TERM; sleep 30 & wait`
+			// exec: SIGTERM always lands on sleep itself (a trap could be
+			// installed only after the signal arrived).
+			script = `exec sleep 30`
 		}
 		return vmmConfig{Name: "fake", VMM: "fake", Path: "/bin/sh", Args: []string{"-c", script}}
 	}}
@@ -287,8 +289,8 @@ func TestMigrateOnceRecordsExits(t *testing.T) {
 	if r.Completed || len(r.Failures) != 1 || !strings.Contains(r.Failures[0], "boot") {
 		t.Errorf("failures = %q, want one boot failure", r.Failures)
 	}
-	if r.SrcExit != "exit status 3" || r.DstExit != "exit status 0" || !r.UncleanExit {
-		t.Errorf("exits: source %q, destination %q, unclean %v; want exit status 3, exit status 0, true",
+	if r.SrcExit != "exit status 3" || r.DstExit != "signal: terminated" || !r.UncleanExit {
+		t.Errorf("exits: source %q, destination %q, unclean %v; want exit status 3, signal: terminated, true",
 			r.SrcExit, r.DstExit, r.UncleanExit)
 	}
 }
