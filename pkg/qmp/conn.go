@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -94,16 +95,44 @@ func (c *conn) readLoop() {
 	defer close(c.readDone)
 	st := newStreamer(c.handle)
 	buf := make([]byte, 32<<10)
+	held := false
+	defer func() {
+		if held {
+			<-c.srv.big
+		}
+	}()
 	for {
 		n, err := c.nc.Read(buf)
 		if n > 0 {
+			if !held && st.pending()+n > bigMessage {
+				// Wait for the other big message to finish: this
+				// client's input stays in its socket meanwhile.
+				select {
+				case c.srv.big <- struct{}{}:
+					held = true
+				case <-c.ctx.Done():
+					return
+				}
+			}
 			st.feed(buf[:n])
+			if held && st.pending() <= bigMessage {
+				<-c.srv.big
+				held = false
+				// Give the message's memory back now rather than at the
+				// next GC cycles, which an idle daemon may not run for
+				// minutes.
+				debug.FreeOSMemory()
+			}
 		}
 		if err != nil || c.ctx.Err() != nil {
 			return
 		}
 	}
 }
+
+// bigMessage is the size of a message in progress from which a connection
+// needs the server's big-message slot.
+const bigMessage = 1 << 20
 
 // take claims the socket and returns the queued lines joined into batch
 // (up to about 64 KiB), or false when the queue is empty or another

@@ -76,6 +76,11 @@ type Server struct {
 	cmds  map[string]*command
 	order []string
 
+	// big admits one connection at a time to hold a message in progress
+	// larger than bigMessage: QEMU's limits let each client make the
+	// server buffer 64 MiB, which costs several times that while it grows.
+	big chan struct{}
+
 	mu        sync.Mutex
 	closed    bool
 	nextConn  uint64
@@ -103,6 +108,7 @@ func NewServer(cfg ServerConfig) *Server {
 		cfg:       cfg,
 		log:       cfg.Logger.With().Str("component", "qmp").Logger(),
 		cmds:      map[string]*command{},
+		big:       make(chan struct{}, 1),
 		conns:     map[*conn]struct{}{},
 		listeners: map[*listener]struct{}{},
 	}

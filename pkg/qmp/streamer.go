@@ -57,12 +57,20 @@ func (s *streamer) token(t tokType, text []byte) {
 		s.deliver(nil, "JSON parse error, stray '"+string(text)+"'")
 		return
 	}
+	complete := s.braces < 0 || s.brackets < 0 || (s.braces == 0 && s.brackets == 0)
+	if !complete && s.tokenSize+len(text) > maxTokenSize {
+		// The message is refused: do not copy a token of up to 64 MiB
+		// into the arena first.
+		s.reset()
+		s.deliver(nil, "JSON token size limit exceeded")
+		return
+	}
 	start := len(s.arena)
 	s.arena = append(s.arena, text...)
 	s.toks = append(s.toks, tokRef{typ: t, start: uint32(start), end: uint32(len(s.arena))})
 	s.tokenSize += len(text)
 
-	if s.braces < 0 || s.brackets < 0 || (s.braces == 0 && s.brackets == 0) {
+	if complete {
 		p := parser{arena: s.arena, toks: s.toks}
 		v := p.parse()
 		s.reset()
@@ -83,6 +91,9 @@ func (s *streamer) token(t tokType, text []byte) {
 	s.reset()
 	s.deliver(nil, err)
 }
+
+// pending returns how many bytes of an unfinished message are buffered.
+func (s *streamer) pending() int { return len(s.arena) + len(s.lex.token) }
 
 // reset forgets the pending message. Large buffers are released so that
 // one huge message does not pin memory for the life of the connection.

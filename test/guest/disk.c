@@ -278,7 +278,7 @@ static void submit_rand(struct batch *b, unsigned s)
 }
 
 /* ---- commands --------------------------------------------------------- */
-static struct disk *disk_arg(const char *s)
+struct disk *disk_arg(const char *s)
 {
 	u64 i;
 	if (!parse_u64(s, &i) || i >= disks.n) {
@@ -528,6 +528,27 @@ void disk_cmd(char **argv, int argc)
 		l_str(&l, "DISK-ID ");
 		l_str(&l, d->id);
 		l_emit(&l);
+	} else if (streq(sub, "reset") && argc == 3) {
+		struct disk *d = disk_arg(argv[2]);
+		u32 st;
+		if (!d)
+			return;
+		if (!disk_reset(d)) {
+			l_str(&l, "DISK-ERROR op=reset disk=");
+			l_u64(&l, d->index);
+			l_str(&l, " sector=0 status=setup");
+			l_emit(&l);
+			return;
+		}
+		if (!disk_get_id(d, &st)) {
+			disk_error(d, BLK_T_GET_ID, 0, st);
+			return;
+		}
+		l_str(&l, "OK disk reset ");
+		l_u64(&l, d->index);
+		l_str(&l, " id=");
+		l_str(&l, d->id);
+		l_emit(&l);
 	} else if (streq(sub, "op") && argc == 4) {
 		cmd_op(argv);
 	} else if (streq(sub, "info") && argc == 3) {
@@ -563,6 +584,6 @@ void disk_cmd(char **argv, int argc)
 		l_u64(&l, ms);
 		l_emit(&l);
 	} else {
-		puts_line("ERR usage: disk list | write | flush | verify | bench | mode | id | info | seed | timeout | op");
+		puts_line("ERR usage: disk list | write | flush | verify | bench | mode | id | info | seed | timeout | op | reset");
 	}
 }

@@ -182,5 +182,6 @@ unsigned disk_count(void);
 void disk_print_all(void); /* the GUEST-DISK lines */
 void disk_cmd(char **argv, int argc);
 void heartbeat_tick(void); /* main.c: HB lines while a disk command waits */
+void evil_cmd(const struct bootinfo *bi, char **argv, int argc); /* evil.c: hostile-driver tests */
 
 #endif

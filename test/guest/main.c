@@ -227,6 +227,8 @@ static void dispatch(char *s)
 		work_cmd_mem(&bi, argv, argc);
 	} else if (streq(c, "disk")) {
 		disk_cmd(argv, argc);
+	} else if (streq(c, "evil")) {
+		evil_cmd(&bi, argv, argc);
 	} else if (streq(c, "dirty")) {
 		work_cmd_dirty(&bi, argv, argc);
 	} else if (streq(c, "cpus")) {

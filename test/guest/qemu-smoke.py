@@ -464,6 +464,40 @@ def disk_checks(a, results):
             g.close()
     run("disk file legacy", file_legacy, results)
 
+    def evil():
+        """The hostile-driver hooks: QEMU flags loops and overlong chains
+        with DEVICE_NEEDS_RESET, and `disk reset` brings the disk back. What
+        it makes of descriptors outside RAM and of a jumping avail index is
+        reported, not checked: QEMU 7.2 completes the first through bounce
+        buffers and runs stale ring entries for the second."""
+        path = image("evil.img")
+        g = Guest(a.elf, 1, 128, extra=MODERN + blk(path, 0, "evil"))
+        try:
+            disks_at_boot(g, 1)
+            g.cmd("disk timeout 3000", r"^OK disk timeout 3000$")
+            for kind in ("loop 0 self", "loop 0 pair", "long 0 ring", "long 0 beyond"):
+                g.cmd("evil " + kind, r"^EVIL %s disk=0 variant=%s result=needs_reset status=- used_len=0 dev_status=0x4f " %
+                      tuple(kind.split(" 0 ")))
+                g.cmd("evil " + kind, r"^ERR disk needs reset")
+                g.cmd("disk reset 0", r"^OK disk reset 0 id=evil$")
+            g.cmd("evil long 0 full", r"^EVIL long disk=0 variant=full result=completed status=ok used_len=31745 ")
+            _, m = g.cmd("evil flood 0 10000", r"^EVIL flood disk=0 queue=0 notifies=10000 usec=\d+ ns_per_notify=(\d+) result=ok status=ok ", 30)
+            other = []
+            for kind in ("oob 0 high", "idx 0 jump"):
+                _, r = g.cmd("evil " + kind, r"^EVIL \w+ disk=0 variant=\w+ result=(\w+) ")
+                other.append("%s: %s" % (kind.replace(" 0 ", " "), r.group(1)))
+                g.cmd("disk reset 0", r"^OK disk reset 0 id=evil$")
+            g.cmd("evil oob 0 nowhere", r"^ERR usage: evil oob")
+            g.cmd("evil frob 0 x", r"^ERR usage: evil")
+            write_records(g, 0, 0, 1000)
+            verify_records(g, 0, 0, 1000)
+            poweroff_wait(g)
+            return "%s; flood %s ns per notify; %s" % (
+                check_image(path, [(0, 1000, 1)]), m.group(1), ", ".join(other))
+        finally:
+            g.close()
+    run("disk evil", evil, results)
+
     def cmdline():
         out = []
         path = image("cmdline.img")

@@ -13,9 +13,6 @@ static u8 disk_ctl[MAX_DISKS][DISK_CTL_SIZE] __attribute__((aligned(4096)));
 static u32 rd(const struct disk *d, u32 reg) { return mmio_rd32(d->base + reg); }
 static void wr(const struct disk *d, u32 reg, u32 v) { mmio_wr32(d->base + reg, v); }
 
-static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
-static inline void mfence(void) { __asm__ volatile("mfence" ::: "memory"); }
-
 /* ---- running time ------------------------------------------------------
  * Request timeouts count time the VM ran: a TSC jump of more than 1 s
  * between two looks (the VM was stopped, e.g. paused on an I/O error) is
@@ -34,28 +31,7 @@ u64 run_clock(void)
 	return run_acc;
 }
 
-/* ---- virtqueue -------------------------------------------------------- */
-struct vdesc {
-	u64 addr;
-	u32 len;
-	u16 flags, next;
-};
-#define VD_NEXT 1
-#define VD_WRITE 2
-
-static volatile struct vdesc *desc(const struct disk *d) { return (volatile struct vdesc *)(uptr)d->ctl; }
-static u64 avail_addr(const struct disk *d) { return d->ctl + 16ull * d->qsize; }
-static u64 used_addr(const struct disk *d) { return d->ctl + 0x1000; }
-static u64 hdr_addr(const struct disk *d, unsigned s) { return d->ctl + 0x2000 + 16ull * s; }
-static u64 status_addr(const struct disk *d, unsigned s) { return d->ctl + 0x2100 + s; }
-static u64 idbuf_addr(const struct disk *d) { return d->ctl + 0x2200; }
-static volatile u16 *avail_flags(const struct disk *d) { return (volatile u16 *)(uptr)avail_addr(d); }
-static volatile u16 *avail_idx(const struct disk *d) { return (volatile u16 *)(uptr)(avail_addr(d) + 2); }
-static volatile u16 *avail_ring(const struct disk *d) { return (volatile u16 *)(uptr)(avail_addr(d) + 4); }
-static volatile u16 *used_flags(const struct disk *d) { return (volatile u16 *)(uptr)used_addr(d); }
-static volatile u16 *used_idx(const struct disk *d) { return (volatile u16 *)(uptr)(used_addr(d) + 2); }
-static volatile u32 *used_ring(const struct disk *d) { return (volatile u32 *)(uptr)(used_addr(d) + 4); }
-
+/* ---- virtqueue (the ring accessors are in virtio.h) ------------------- */
 void slot_submit(struct disk *d, unsigned s, u32 type, u64 sector, u32 bytes)
 {
 	slot_submit_at(d, s, type, sector, d->data + (u64)s * SLOT_BYTES, bytes);
@@ -362,6 +338,22 @@ static int disk_setup(struct disk *d)
 	if (rd(d, VM_STATUS) & 0x40) /* DEVICE_NEEDS_RESET */
 		return fail(d, "device needs reset after DRIVER_OK");
 	d->irq_routed = disk_ioapic(d, 1, IOAPIC_CHECK);
+	return 1;
+}
+
+int disk_reset(struct disk *d)
+{
+	/* Requests in flight are the old driver's: the device drops them, so
+	 * every slot is free again (lost ones too). */
+	for (unsigned s = 0; s < MAX_SLOTS; s++)
+		d->slot[s].state = SLOT_FREE;
+	d->avail_idx = d->published = d->used_seen = 0;
+	if (!disk_setup(d))
+		return 0;
+	*avail_flags(d) = disks.irq_mode && d->irq_on ? 0 : 1;
+	u32 isr = rd(d, VM_INT_STATUS);
+	if (isr)
+		wr(d, VM_INT_ACK, isr);
 	return 1;
 }
 

@@ -125,6 +125,41 @@ struct disks {
 
 extern struct disks disks;
 
+/* ---- the split virtqueue in a disk's control block --------------------
+ * Page 0: descriptor table (16 * qsize bytes), then the avail ring; page 1:
+ * the used ring; page 2: request headers (16 bytes per slot), status bytes,
+ * the GET_ID buffer, and the `evil` commands' own header, status byte and
+ * 512-byte buffer (evil.c). */
+struct vdesc {
+	u64 addr;
+	u32 len;
+	u16 flags, next;
+};
+#define VD_NEXT 1
+#define VD_WRITE 2
+#define VD_INDIRECT 4
+
+static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
+static inline void mfence(void) { __asm__ volatile("mfence" ::: "memory"); }
+
+static inline volatile struct vdesc *desc(const struct disk *d) { return (volatile struct vdesc *)(uptr)d->ctl; }
+static inline u64 avail_addr(const struct disk *d) { return d->ctl + 16ull * d->qsize; }
+static inline u64 used_addr(const struct disk *d) { return d->ctl + 0x1000; }
+static inline u64 hdr_addr(const struct disk *d, unsigned s) { return d->ctl + 0x2000 + 16ull * s; }
+static inline u64 status_addr(const struct disk *d, unsigned s) { return d->ctl + 0x2100 + s; }
+static inline u64 idbuf_addr(const struct disk *d) { return d->ctl + 0x2200; }
+static inline u64 evil_hdr_addr(const struct disk *d) { return d->ctl + 0x2300; }
+static inline u64 evil_status_addr(const struct disk *d) { return d->ctl + 0x2310; }
+static inline u64 evil_buf_addr(const struct disk *d) { return d->ctl + 0x2400; }
+static inline volatile u16 *avail_flags(const struct disk *d) { return (volatile u16 *)(uptr)avail_addr(d); }
+static inline volatile u16 *avail_idx(const struct disk *d) { return (volatile u16 *)(uptr)(avail_addr(d) + 2); }
+static inline volatile u16 *avail_ring(const struct disk *d) { return (volatile u16 *)(uptr)(avail_addr(d) + 4); }
+static inline volatile u16 *used_flags(const struct disk *d) { return (volatile u16 *)(uptr)used_addr(d); }
+static inline volatile u16 *used_idx(const struct disk *d) { return (volatile u16 *)(uptr)(used_addr(d) + 2); }
+static inline volatile u32 *used_ring(const struct disk *d) { return (volatile u32 *)(uptr)(used_addr(d) + 4); }
+static inline u32 disk_rd(const struct disk *d, u32 reg) { return mmio_rd32(d->base + reg); }
+static inline void disk_wr(const struct disk *d, u32 reg, u32 v) { mmio_wr32(d->base + reg, v); }
+
 u64 run_clock(void);
 void slot_submit(struct disk *d, unsigned s, u32 type, u64 sector, u32 bytes);
 void slot_submit_at(struct disk *d, unsigned s, u32 type, u64 sector, u64 addr, u32 bytes);
@@ -141,6 +176,10 @@ int disk_set_irq_mode(int on);
 u32 disk_single(struct disk *d, u32 type, u64 sector, u64 addr, u32 bytes);
 int disk_get_id(struct disk *d, u32 *status);
 void disk_line(const struct disk *d, const char *prefix);
+/* Resets the device and sets it up again (a driver's answer to
+ * DEVICE_NEEDS_RESET); slots and ring indices start afresh. 0 on failure. */
+int disk_reset(struct disk *d);
+struct disk *disk_arg(const char *s); /* disk.c: `ERR no such disk` if bad */
 const char *blk_status_name(u32 st, char *buf);
 
 #endif
