@@ -229,28 +229,47 @@ func (d *dest) fail(err error) {
 
 // arrive decides what the arrived guest does: start through the gate when
 // it was running on the source and autostart is on, else wait in the
-// source's stopped state (disks stay inactive until cont, as in QEMU).
+// source's stopped state (disks stay inactive until cont, as in QEMU). A
+// stop or cont that lands while this runs is honoured: the decision is
+// re-checked under the migrator's lock, and acted on again if it changed.
 func (d *dest) arrive(st *machine.State) {
 	j := d.j
 	desc := ""
-	if st.RunState.Running() && d.m.Autostart() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), reactivateTimeout)
-		err := d.vm.Resume(ctx, machine.CauseIncomingDone)
-		cancel()
-		if err != nil {
-			desc = fmt.Sprintf("the guest arrived but was not started: %v; it stays paused and cont retries", err)
-			j.log.Error().Err(err).Msg("incoming guest not started: a disk could not be activated")
-			if serr := d.vm.EnterState(machine.StatePaused); serr != nil {
-				j.log.Error().Err(serr).Msg("leave inmigrate")
+	ran := st.RunState.Running()
+	for i := 0; ; i++ {
+		want := ran && d.m.Autostart()
+		running := d.vm.State().Running()
+		switch {
+		case want && !running && desc == "":
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(j.ctx), reactivateTimeout)
+			err := d.vm.Resume(ctx, machine.CauseIncomingDone)
+			cancel()
+			if err != nil {
+				desc = fmt.Sprintf("the guest arrived but was not started: %v; it stays paused and cont retries", err)
+				j.log.Error().Err(err).Msg("incoming guest not started: a disk could not be activated")
+				if d.vm.State() == machine.StateInMigrate {
+					if serr := d.vm.EnterState(machine.StatePaused); serr != nil {
+						j.log.Error().Err(serr).Msg("leave inmigrate")
+					}
+				}
+			}
+		case !want && running:
+			if err := d.vm.Pause(j.ctx, machine.StatePaused); err != nil {
+				j.log.Error().Err(err).Msg("stop the arrived guest")
+			}
+		case !want && d.vm.State() == machine.StateInMigrate:
+			target := st.RunState
+			if target.Running() || target == machine.StateFinishMigrate || !machine.CanTransition(machine.StateInMigrate, target) {
+				target = machine.StatePaused
+			}
+			if err := d.vm.EnterState(target); err != nil {
+				j.log.Error().Err(err).Msg("leave inmigrate")
 			}
 		}
-	} else {
-		target := st.RunState
-		if target.Running() || target == machine.StateFinishMigrate || !machine.CanTransition(machine.StateInMigrate, target) {
-			target = machine.StatePaused
-		}
-		if err := d.vm.EnterState(target); err != nil {
-			j.log.Error().Err(err).Msg("leave inmigrate")
+		// A failed start is final until cont; and a flapping stop/cont
+		// must not keep this loop going.
+		if d.m.settleArrival(d.vm.State().Running(), ran, desc != "" || i >= 3) {
+			break
 		}
 	}
 	// The run state has changed before the event that announces completion.

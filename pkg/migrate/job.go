@@ -23,6 +23,11 @@ type job struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// emitMu keeps MIGRATION events in the order of the status changes
+	// they announce: a cancel (from the monitor) and the engine's own
+	// change can race, and each emits after releasing mu.
+	emitMu sync.Mutex
+
 	mu         sync.Mutex
 	st         Status
 	err        string
@@ -49,6 +54,8 @@ func (j *job) status() Status {
 // machine does not allow is logged and ignored: it means a bug here, and
 // reporting a wrong status would be worse than keeping the old one.
 func (j *job) setStatus(s Status) {
+	j.emitMu.Lock()
+	defer j.emitMu.Unlock()
 	j.mu.Lock()
 	from := j.st
 	ok := from == s || canMove(from, s)

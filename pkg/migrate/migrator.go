@@ -55,6 +55,7 @@ type Migrator struct {
 	autostart bool
 	cur       *job // the last migration, either direction
 	incoming  bool // --incoming given
+	arrived   bool // the incoming guest has arrived and its start is settled
 	// events mirrors caps["events"] for the event path, which must not take mu.
 	events atomic.Bool
 }
@@ -151,11 +152,32 @@ func (m *Migrator) SetCapabilities(cs []Capability) error {
 }
 
 // SetAutostart changes whether an incoming guest starts when it arrives
-// (stop and cont during inmigrate do this, as in QEMU).
-func (m *Migrator) SetAutostart(on bool) {
+// (stop and cont during inmigrate do this, as in QEMU). It reports whether
+// that is what stop or cont means now: true while this daemon still waits
+// for (or is settling) an incoming guest; false otherwise, and then the
+// caller stops or continues the VM itself. The arrival re-reads the flag
+// after it started (or did not start) the guest, under the same lock, so a
+// stop or cont acknowledged here is never lost.
+func (m *Migrator) SetAutostart(on bool) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.incoming || m.arrived {
+		return false
+	}
 	m.autostart = on
+	return true
+}
+
+// settleArrival ends the incoming guest's arrival if what was done (started
+// or not) still matches autostart; otherwise the arrival acts again.
+func (m *Migrator) settleArrival(started, sourceRan, force bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if force || started == (m.autostart && sourceRan) {
+		m.arrived = true
+		return true
+	}
+	return false
 }
 
 // Autostart reports whether an incoming guest will start when it arrives.

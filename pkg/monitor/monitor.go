@@ -171,18 +171,18 @@ func (mon *Monitor) queryCPUsFast(context.Context, qmp.Args) (any, error) {
 }
 
 func (mon *Monitor) stop(ctx context.Context, _ qmp.Args) (any, error) {
-	if mon.m.State() == machine.StateInMigrate {
-		mon.mig.SetAutostart(false)
+	// While a guest is still to arrive, stop only means "do not start it"
+	// (QEMU's autostart); once it has arrived, stop stops it.
+	if mon.mig.SetAutostart(false) {
 		return nil, nil
 	}
 	return nil, qerr(mon.m.Pause(ctx, machine.StatePaused))
 }
 
 func (mon *Monitor) cont(ctx context.Context, _ qmp.Args) (any, error) {
-	if mon.m.State() == machine.StateInMigrate {
-		// QEMU (since 2024): cont during an incoming migration only asks for
-		// the guest to start once it has arrived; nothing is activated now.
-		mon.mig.SetAutostart(true)
+	// QEMU (since 2024): cont during an incoming migration only asks for
+	// the guest to start once it has arrived; nothing is activated now.
+	if mon.mig.SetAutostart(true) {
 		return nil, nil
 	}
 	return nil, qerr(mon.m.Resume(ctx, machine.CauseCont))

@@ -217,6 +217,10 @@ func TestEventsNotBeforeNegotiationReply(t *testing.T) {
 		defer close(done)
 		for ctx.Err() == nil {
 			s.Broadcast("TEST", nil, eventTime())
+			// Events keep coming around every negotiation, but not so fast
+			// that a client on a loaded machine overflows its queue (and is
+			// rightly dropped) before it reads the negotiation reply.
+			time.Sleep(20 * time.Microsecond)
 		}
 	}()
 	defer func() { cancel(); <-done }()
