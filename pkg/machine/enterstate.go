@@ -66,3 +66,19 @@ func (m *Machine) StopForMigration(ctx context.Context) (RunState, error) {
 	m.setState(StateFinishMigrate)
 	return was, nil
 }
+
+// ErrRunning is returned by WhileStopped when the vCPUs run.
+var ErrRunning = errors.New("Cannot inactivate disks while the VM is running: stop it first")
+
+// WhileStopped runs fn with the run state held: no Resume can start the
+// vCPUs until fn returns. It refuses (ErrRunning) if they run. The monitor
+// inactivates disks this way, so that no resume path can slip in between
+// its "is it stopped?" and the inactivation.
+func (m *Machine) WhileStopped(fn func() error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.running || m.state.Running() {
+		return ErrRunning
+	}
+	return fn()
+}

@@ -236,6 +236,8 @@ func (d *dest) arrive(st *machine.State) {
 	j := d.j
 	desc := ""
 	ran := st.RunState.Running()
+	d.m.arrival.Lock()
+	defer d.m.arrival.Unlock()
 	for i := 0; ; i++ {
 		want := ran && d.m.Autostart()
 		running := d.vm.State().Running()

@@ -56,6 +56,10 @@ type Migrator struct {
 	cur       *job // the last migration, either direction
 	incoming  bool // --incoming given
 	arrived   bool // the incoming guest has arrived and its start is settled
+	// arrival is held from the arriving guest's start decision until it
+	// has started (or not): a stop or cont waits for it, so none is
+	// acknowledged and then overtaken by the start it meant to prevent.
+	arrival sync.Mutex
 	// events mirrors caps["events"] for the event path, which must not take mu.
 	events atomic.Bool
 }
@@ -159,6 +163,8 @@ func (m *Migrator) SetCapabilities(cs []Capability) error {
 // after it started (or did not start) the guest, under the same lock, so a
 // stop or cont acknowledged here is never lost.
 func (m *Migrator) SetAutostart(on bool) bool {
+	m.arrival.Lock()
+	defer m.arrival.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.incoming || m.arrived {

@@ -1,17 +1,21 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"pgregory.net/rapid"
 
 	"github.com/vmmd/vmmd/pkg/machine"
@@ -31,21 +35,20 @@ const modelChecks = 20
 // against what the operator asked for.
 func TestModel(t *testing.T) {
 	boundRapidChecks(t, modelChecks)
+	st := &modelStats{}
 	rapid.Check(t, func(rt *rapid.T) {
-		m := newModel(rt)
+		m := newModel(rt, st)
 		defer m.close()
 		rt.Repeat(map[string]func(*rapid.T){
-			"stop":         m.stop,
-			"cont":         m.cont,
-			"migrate":      m.migrate,
-			"cancel":       m.cancel,
-			"flushFailure": m.flushFailure,
-			"storageDown":  m.storageDown,
-			"storageHang":  m.storageHang,
-			"loadFailure":  m.loadFailure,
-			"sleep":        m.sleep,
-			"wait":         m.wait,
-			"":             m.check,
+			"stop":    m.stop,
+			"cont":    m.cont,
+			"migrate": m.migrate,
+			"cancel":  m.cancel,
+			"fault":   m.fault,
+			"sleep":   m.sleep,
+			"quit":    m.quit,
+			"wait":    m.wait,
+			"":        m.check,
 		})
 		// Every migration still in flight must end, and end consistently.
 		if m.fl != nil {
@@ -53,6 +56,16 @@ func TestModel(t *testing.T) {
 		}
 		m.check(rt)
 	})
+	t.Logf("steps %d; migrations %d: completed %d, failed %d, cancelled %d; guest placement checked against the "+
+		"operator's stop/cont %d, outcome predicted from the faults %d; refused commands checked %d; "+
+		"activations refused by an image lock %d; processes quit %d",
+		st.steps, st.flights, st.completed, st.failed, st.cancelled, st.intent, st.strict, st.refusals, st.lockRefusals, st.quits)
+}
+
+// modelStats counts what the model test exercised, over every test case
+// (shrinking included), to show that its checks were reached.
+type modelStats struct {
+	steps, flights, completed, failed, cancelled, strict, intent, refusals, lockRefusals, quits int
 }
 
 // boundRapidChecks sets rapid's number of checks to n unless the command
@@ -77,6 +90,7 @@ func boundRapidChecks(t *testing.T, n int) {
 
 // model is the world of one test case and what the test knows about it.
 type model struct {
+	stats  *modelStats
 	dir    string
 	locks  *imageLocks
 	sides  []*modelSide // every side ever started, retired ones included
@@ -88,7 +102,6 @@ type model struct {
 // flight is one outgoing migration and what happened around it.
 type flight struct {
 	src, dst *modelSide // dst is nil when nobody listens at the URI
-	uri      string
 	// intent: whether the guest should run on the source at switchover,
 	// following the operator's stop and cont during pre-copy. The guest
 	// runs after the migration where intent says, and nowhere else.
@@ -103,6 +116,7 @@ type flight struct {
 	otherOps  bool
 	faults    bool // a fault on either side changed during the flight
 	cancelled bool
+	quit      bool // the source's or the destination's process ended
 	// From the faults when the migration started:
 	expectFail   string // why it must fail; "" when it must complete
 	srcStorageOK bool   // the source can take every disk back
@@ -110,18 +124,21 @@ type flight struct {
 	dstAutostart bool   // the destination starts a guest that arrives running
 }
 
-func newModel(t *rapid.T) *model {
+func newModel(t *rapid.T, stats *modelStats) *model {
 	dir, err := os.MkdirTemp("", "mdl")
 	if err != nil {
 		t.Fatalf("socket directory: %v", err)
 	}
-	m := &model{dir: dir, locks: newImageLocks()}
+	m := &model{stats: stats, dir: dir, locks: newImageLocks()}
 	state := rapid.SampledFrom([]machine.RunState{machine.StateRunning, machine.StatePaused}).Draw(t, "initial state")
 	m.start(t, state, true)
 	return m
 }
 
 func (m *model) close() {
+	m.locks.mu.Lock()
+	m.stats.lockRefusals += m.locks.refused
+	m.locks.mu.Unlock()
 	for _, s := range m.sides {
 		s.close()
 	}
@@ -208,22 +225,21 @@ func (m *model) noteOp(s *modelSide, before, after observation, apply func(*flig
 // side where nothing else was going on.
 func (m *model) refused(t *rapid.T, what string, s *modelSide, before, after observation, err error) {
 	t.Logf("%s on %s (%s, %s) refused: %v", what, s, before.state, before.status, err)
+	m.stats.refusals++
 	if before.quiet() && after.quiet() && (before.state != after.state || before.status != after.status) {
 		t.Fatalf("refused %s changed %s: run state %s -> %s, migration %s -> %s",
 			what, s, before.state, after.state, before.status, after.status)
 	}
 }
 
-// stop is QMP stop as the monitor does it: in inmigrate it only clears
-// autostart, otherwise it pauses the guest.
+// stop is QMP stop as the monitor does it: while an incoming guest is
+// awaited it only clears autostart, otherwise it pauses the guest.
 func (m *model) stop(t *rapid.T) {
 	s := m.pick(t, "side")
 	before := observe(s)
-	inmigrate := before.state == machine.StateInMigrate
 	var err error
-	if inmigrate {
-		s.mig.SetAutostart(false)
-	} else {
+	inmigrate := s.mig.SetAutostart(false)
+	if !inmigrate {
 		err = s.vm.Pause(context.Background(), machine.StatePaused)
 	}
 	after := observe(s)
@@ -244,15 +260,13 @@ func (m *model) stop(t *rapid.T) {
 	})
 }
 
-// cont is QMP cont as the monitor does it: in inmigrate it only sets
-// autostart, otherwise it resumes through the gate.
+// cont is QMP cont as the monitor does it: while an incoming guest is
+// awaited it only sets autostart, otherwise it resumes through the gate.
 func (m *model) cont(t *rapid.T) {
 	s := m.pick(t, "side")
 	before := observe(s)
 	var err error
-	if before.state == machine.StateInMigrate {
-		s.mig.SetAutostart(true)
-	} else {
+	if !s.mig.SetAutostart(true) {
 		err = s.vm.Resume(context.Background(), machine.CauseCont)
 	}
 	after := observe(s)
@@ -270,16 +284,19 @@ func (m *model) cont(t *rapid.T) {
 	m.noteOp(s, before, after, func(fl *flight) { fl.intent = true })
 }
 
-// cancel is migrate_cancel: on the migration in flight if there is one,
-// else on any side, where it must change nothing.
+// cancel is migrate_cancel sent to one of the vmmds: on the source of the
+// migration in flight it cancels it; anywhere else it must change nothing.
 func (m *model) cancel(t *rapid.T) {
-	if m.fl != nil {
-		t.Logf("migrate_cancel on %s (%s)", m.fl.src, m.fl.src.mig.Info().Status)
-		m.fl.src.mig.Cancel()
-		m.fl.cancelled = true
-		return
+	if rapid.IntRange(0, 1).Draw(t, "cancel if 0") != 0 {
+		return // rarer than the other steps: a cancel ends most migrations it meets
 	}
 	s := m.pick(t, "side")
+	if fl := m.fl; fl != nil && s == fl.src {
+		t.Logf("migrate_cancel on %s (%s)", s, s.mig.Info().Status)
+		s.mig.Cancel()
+		fl.cancelled = true
+		return
+	}
 	before := observe(s)
 	s.mig.Cancel()
 	after := observe(s)
@@ -296,9 +313,10 @@ func (m *model) migrate(t *rapid.T) {
 		t.Skip("a migration is in flight")
 	}
 	src := m.pick(t, "source")
-	kind := rapid.SampledFrom([]string{"fresh", "retry", "nowhere"}).Draw(t, "destination")
-	dfault := rapid.SampledFrom([]string{"none", "load", "down"}).Draw(t, "destination fault")
+	kind := rapid.SampledFrom([]string{"fresh", "fresh", "retry", "nowhere"}).Draw(t, "destination")
+	dfault := rapid.SampledFrom([]string{"none", "none", "load", "down"}).Draw(t, "destination fault")
 	slow := rapid.Bool().Draw(t, "slow")
+	repair := rapid.Bool().Draw(t, "repair the source's storage")
 	ctx := context.Background()
 	before := observe(src)
 	if before.state != machine.StateRunning && before.state != machine.StatePaused {
@@ -315,6 +333,11 @@ func (m *model) migrate(t *rapid.T) {
 		}
 		m.refused(t, "migrate", src, before, observe(src), err)
 		return
+	}
+	if repair {
+		for _, d := range src.drives {
+			d.set(func(d *fakeDrive) { d.failInactivate, d.failActivate, d.hang = nil, nil, false })
+		}
 	}
 	uri := m.newURI()
 	var dst *modelSide
@@ -334,7 +357,7 @@ func (m *model) migrate(t *rapid.T) {
 	case "nowhere":
 		uri = "unix:" + filepath.Join(m.dir, "nowhere.sock")
 	}
-	fl := &flight{src: src, dst: dst, uri: uri, intent: before.state == machine.StateRunning, srcStorageOK: true, dstStorageOK: true}
+	fl := &flight{src: src, dst: dst, intent: before.state == machine.StateRunning, srcStorageOK: true, dstStorageOK: true}
 	if dst != nil {
 		fl.dstAutostart = dst.mig.Autostart()
 		dst.setLoadFailure(dfault == "load")
@@ -413,47 +436,86 @@ func (m *model) retireDeadWeight(t *rapid.T, src *modelSide) {
 	}
 }
 
-func (m *model) setFault(t *rapid.T, what string, f func(d *fakeDrive, on bool)) {
+// fault changes the storage as one vmmd sees it (a flush that fails, a
+// server that is down or hangs), or makes a destination fail to load.
+func (m *model) fault(t *rapid.T) {
 	s := m.pick(t, "side")
-	i := rapid.IntRange(0, modelDrives-1).Draw(t, "drive")
-	on := rapid.Bool().Draw(t, "on")
-	s.drives[i].set(func(d *fakeDrive) { f(d, on) })
+	kind := rapid.SampledFrom([]string{"flush failure", "storage down", "storage hang", "load failure"}).Draw(t, "fault")
+	// Faults come one time in three and go two in three, so that storage
+	// is mostly up and migrations complete as well as fail.
+	on := rapid.IntRange(0, 2).Draw(t, "on if 0") == 0
+	if kind == "load failure" {
+		s.setLoadFailure(on)
+		if fl := m.fl; fl != nil && s == fl.dst {
+			fl.faults = true
+		}
+		t.Logf("%s on %s: %v", kind, s, on)
+		return
+	}
+	d := s.drives[rapid.IntRange(0, modelDrives-1).Draw(t, "drive")]
+	d.set(func(d *fakeDrive) {
+		switch kind {
+		case "flush failure":
+			d.failInactivate = nil
+			if on {
+				d.failInactivate = errors.New("flush: input/output error")
+			}
+		case "storage down":
+			d.failActivate = nil
+			if on {
+				d.failActivate = errors.New("connect: connection refused")
+			}
+		case "storage hang":
+			d.hang = on
+		}
+	})
 	if fl := m.fl; fl != nil && (s == fl.src || s == fl.dst) {
 		fl.faults = true
 	}
-	t.Logf("%s on %s %s: %v", what, s, s.drives[i].name, on)
+	t.Logf("%s on %s %s: %v", kind, s, d.name, on)
 }
 
-func (m *model) flushFailure(t *rapid.T) {
-	m.setFault(t, "flush failure", func(d *fakeDrive, on bool) {
-		d.failInactivate = nil
-		if on {
-			d.failInactivate = errors.New("flush: input/output error")
+// quit ends a vmmd process (QMP quit, or a crash): its migration is
+// cancelled and its image locks go with it. One side that has the guest
+// (or is receiving it) always stays.
+func (m *model) quit(t *rapid.T) {
+	var can []*modelSide
+	live := m.live()
+	for _, s := range live {
+		if len(live) < 2 {
+			break
 		}
-	})
-}
-
-func (m *model) storageDown(t *rapid.T) {
-	m.setFault(t, "storage down", func(d *fakeDrive, on bool) {
-		d.failActivate = nil
-		if on {
-			d.failActivate = errors.New("connect: connection refused")
+		spare := s.vm.State() == machine.StateInMigrate && (m.fl == nil || s != m.fl.dst)
+		if spare || m.hasGuestBesides(s) {
+			can = append(can, s)
 		}
-	})
-}
-
-func (m *model) storageHang(t *rapid.T) {
-	m.setFault(t, "storage hang", func(d *fakeDrive, on bool) { d.hang = on })
-}
-
-func (m *model) loadFailure(t *rapid.T) {
-	s := m.pick(t, "side")
-	on := rapid.Bool().Draw(t, "on")
-	s.setLoadFailure(on)
-	if fl := m.fl; fl != nil && s == fl.dst {
-		fl.faults = true
 	}
-	t.Logf("load failure on %s: %v", s, on)
+	if len(can) == 0 {
+		t.Skip("every side is needed")
+	}
+	// Rarer than the other steps: a quit ends most migrations it meets.
+	i := rapid.IntRange(0, 3*len(can)).Draw(t, "quit")
+	if i >= len(can) {
+		return
+	}
+	s := can[i]
+	if fl := m.fl; fl != nil && (s == fl.src || s == fl.dst) {
+		fl.quit = true
+		fl.cancelled = fl.cancelled || s == fl.src
+	}
+	m.stats.quits++
+	m.retire(t, s)
+}
+
+// hasGuestBesides reports whether a side other than s holds the guest or
+// is receiving it.
+func (m *model) hasGuestBesides(s *modelSide) bool {
+	for _, o := range m.live() {
+		if o != s && (o.vm.State() != machine.StateInMigrate || m.fl != nil && o == m.fl.dst) {
+			return true
+		}
+	}
+	return false
 }
 
 // sleep lets the engines move on, so commands land in every phase.
@@ -487,17 +549,30 @@ func (m *model) wait(t *rapid.T) {
 	if s != src.status {
 		t.Fatalf("Wait says %s, query-migrate %s", s, src.status)
 	}
-	if fl.dst != nil {
+	m.stats.flights++
+	switch s {
+	case StatusCompleted:
+		m.stats.completed++
+	case StatusFailed:
+		m.stats.failed++
+	case StatusCancelled:
+		m.stats.cancelled++
+	}
+	if fl.dst != nil && !fl.dst.retired {
 		m.waitDestination(t, fl, s)
+	}
+	if fl.src.retired {
+		return
 	}
 	if s == StatusCompleted {
 		m.checkCompleted(t, fl, src)
 	} else {
 		m.checkFailed(t, fl, src)
 	}
-	if fl.srcOps || fl.dstOps || fl.otherOps || fl.faults {
+	if fl.srcOps || fl.dstOps || fl.otherOps || fl.faults || fl.quit {
 		return
 	}
+	m.stats.strict++
 	if fl.expectFail != "" && s == StatusCompleted {
 		t.Fatalf("migration from %s completed although %s", fl.src, fl.expectFail)
 	}
@@ -544,10 +619,11 @@ func (m *model) checkCompleted(t *rapid.T, fl *flight, src observation) {
 		t.Fatalf("completed source %s is %s (disks inactive: %v), want postmigrate with inactive disks",
 			fl.src, src.state, fl.src.allInactive())
 	}
-	if fl.dstOps || fl.otherOps {
+	if fl.dstOps || fl.otherOps || fl.dst.retired {
 		return
 	}
 	dst := observe(fl.dst)
+	m.stats.intent++
 	running := dst.state == machine.StateRunning
 	if running && !fl.intent {
 		t.Fatalf("%s runs the guest although it was stopped on %s at switchover", fl.dst, fl.src)
@@ -574,6 +650,7 @@ func (m *model) checkFailed(t *rapid.T, fl *flight, src observation) {
 	if fl.unsure || fl.otherOps {
 		return
 	}
+	m.stats.intent++
 	running := src.state == machine.StateRunning
 	if running && !fl.intent {
 		t.Fatalf("%s resumed the guest after the migration %s although it was stopped at switchover", fl.src, src.status)
@@ -586,6 +663,7 @@ func (m *model) checkFailed(t *rapid.T, fl *flight, src observation) {
 
 // check is the invariant, run after every step.
 func (m *model) check(t *rapid.T) {
+	m.stats.steps++
 	live := m.live()
 	views, holders := snapshot(live, m.locks)
 	var running []string
@@ -630,5 +708,169 @@ func (m *model) check(t *rapid.T) {
 		if err := s.events.check(); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
+	}
+}
+
+// The regressions below pin down interleavings the model can only hit by
+// chance, each forced through a hook at the exact point of the race.
+
+// gatedLog is a log writer that, on the line announcing status, runs hook
+// (a log sink that blocks is one way the gap between a status change and
+// its event widens).
+type gatedLog struct {
+	status string
+	hook   func()
+}
+
+func (g *gatedLog) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(`"message":"migration status"`)) && bytes.Contains(p, []byte(`"status":"`+g.status+`"`)) {
+		g.hook()
+	}
+	return len(p), nil
+}
+
+// MIGRATION events must reach clients in the order of the status changes
+// they announce: a client that tracks the migration by its events (libvirt
+// does) must not end on "cancelling" once the migration has been cancelled.
+func TestMigrationEventsInStatusOrder(t *testing.T) {
+	path := filepath.Join(sockDir(t), "d.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	var mu sync.Mutex
+	var seq []Status
+	final := make(chan struct{})
+	emit := func(name string, data map[string]any) {
+		if name != "MIGRATION" {
+			return
+		}
+		s, _ := data["status"].(string)
+		mu.Lock()
+		seq = append(seq, Status(s))
+		mu.Unlock()
+		if Status(s).Finished() {
+			close(final)
+		}
+	}
+	// The destination never answers; it hangs up while "cancelling" is on
+	// its way, so the engine ends on its own meanwhile.
+	var dconn net.Conn
+	logw := &gatedLog{status: string(StatusCancelling), hook: func() {
+		dconn.Close()
+		select {
+		case <-final:
+		case <-time.After(300 * time.Millisecond):
+		}
+	}}
+	vm := newFakeVM(testRAM, machine.StateRunning, drives("disk0")...)
+	mig := New(Config{VM: vm, Log: zerolog.New(logw), Emit: emit, Autostart: true})
+	defer mig.Close()
+	if err := mig.SetCapabilities([]Capability{{Capability: "events", State: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mig.Migrate(context.Background(), "unix:"+path); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case dconn = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the source did not connect")
+	}
+	mig.Cancel()
+	wait(t, mig)
+	mu.Lock()
+	defer mu.Unlock()
+	prev := StatusNone
+	for _, s := range seq {
+		if !canMove(prev, s) {
+			t.Fatalf("MIGRATION events %v: %s announced after %s", seq, s, prev)
+		}
+		prev = s
+	}
+	if !prev.Finished() {
+		t.Fatalf("MIGRATION events %v end in %s", seq, prev)
+	}
+}
+
+// arrivalHook is a destination VM that runs hook just as an arriving guest
+// is started (between the autostart decision and the start).
+type arrivalHook struct {
+	*fakeVM
+	hook func()
+}
+
+func (v *arrivalHook) Resume(ctx context.Context, c machine.Cause) error {
+	if c == machine.CauseIncomingDone {
+		v.hook()
+	}
+	return v.fakeVM.Resume(ctx, c)
+}
+
+// monitorStop is QMP stop as pkg/monitor does it.
+func monitorStop(ctx context.Context, vm VM, mig *Migrator) error {
+	if mig.SetAutostart(false) {
+		return nil
+	}
+	return vm.Pause(ctx, machine.StatePaused)
+}
+
+// A stop acknowledged while the guest is still arriving must keep it
+// stopped. QEMU decides under its big lock; here the autostart decision and
+// the start are two steps, and a stop between them was lost.
+func TestStopDuringArrivalIsHonoured(t *testing.T) {
+	src, _, uri := pair(t, "disk0")
+	ds := inactiveCopies(src.vm.drives)
+	hv := &arrivalHook{fakeVM: newFakeVM(testRAM, machine.StateInMigrate, ds...)}
+	dst := New(Config{VM: hv, Log: zerolog.Nop(), Incoming: true, Autostart: true})
+	defer dst.Close()
+	stopped := make(chan error, 1)
+	startsBeforeAck := -1
+	hv.hook = func() {
+		// The operator's stop comes from another goroutine; give it time
+		// to land (or to find that it must wait for the arrival).
+		go func() {
+			err := monitorStop(context.Background(), hv, dst)
+			hv.mu.Lock()
+			startsBeforeAck = len(hv.resumes)
+			hv.mu.Unlock()
+			stopped <- err
+		}()
+		time.Sleep(100 * time.Millisecond)
+	}
+	uri += "2"
+	if err := dst.Incoming(context.Background(), uri); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.mig.Migrate(context.Background(), uri); err != nil {
+		t.Fatal(err)
+	}
+	if in := wait(t, src.mig); in.Status != StatusCompleted {
+		t.Fatalf("source: %s %q", in.Status, in.ErrorDesc)
+	}
+	wait(t, dst)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("stop during arrival: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("stop during arrival did not return")
+	}
+	if st := hv.State(); st != machine.StatePaused {
+		t.Errorf("the guest is %s on the destination although stop was acknowledged while it arrived", st)
+	}
+	// Not even for a moment: once stop has returned, no guest code runs.
+	hv.mu.Lock()
+	defer hv.mu.Unlock()
+	if len(hv.resumes) != startsBeforeAck {
+		t.Errorf("the guest was started (%v) after stop was acknowledged", hv.resumes[startsBeforeAck:])
 	}
 }

@@ -84,24 +84,32 @@ func (mon *Monitor) blockdevSetActive(ctx context.Context, args qmp.Args) (any, 
 		}
 		targets = []*block.Drive{d}
 	}
-	if !active && mon.m.State().Running() {
-		return nil, qmp.Errorf(qmp.GenericError, "Cannot inactivate disks while the VM is running: stop it first")
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var err error
 	switch {
 	case targets == nil && active:
 		err = gate.ReactivateAll(ctx)
-	case targets == nil:
-		if err = gate.InactivateAll(ctx); err != nil {
-			return nil, qmp.Errorf(qmp.GenericError, "Failed to inactivate all nodes: %v", err)
-		}
 	case active:
 		err = gate.Activate(ctx, targets[0])
 	default:
-		if err = gate.Inactivate(ctx, targets[0]); err != nil {
-			return nil, qmp.Errorf(qmp.GenericError, "Failed to inactivate node: %v", err)
+		// Inactivation holds the run state: no resume may slip in between
+		// the check that the guest is stopped and the disks letting go.
+		var ierr error
+		err = mon.m.WhileStopped(func() error {
+			if targets == nil {
+				ierr = gate.InactivateAll(ctx)
+			} else {
+				ierr = gate.Inactivate(ctx, targets[0])
+			}
+			return nil
+		})
+		switch {
+		case err != nil:
+		case ierr != nil && targets == nil:
+			return nil, qmp.Errorf(qmp.GenericError, "Failed to inactivate all nodes: %v", ierr)
+		case ierr != nil:
+			return nil, qmp.Errorf(qmp.GenericError, "Failed to inactivate node: %v", ierr)
 		}
 	}
 	if err != nil {
