@@ -51,7 +51,7 @@ verify:
 # real KVM and nbdkit; writes the table and its figures to docs/RELIABILITY.md.
 reliability: build guest
 	VMMD_RELIABILITY_REPORT=$(CURDIR)/docs/RELIABILITY.md $(GO) test -count=1 -timeout 20m -run TestFaultMatrix ./cmd/vmmd
-	{ printf '\n## Model checking (make verify)\n\n```\n'; ./scripts/verify.sh; printf '```\n'; } >> docs/RELIABILITY.md
+	{ printf '\n## Model checking (make verify)\n\n```\n'; ./scripts/verify.sh; printf '```\n\n'; cat docs/fuzz-runs.md; } >> docs/RELIABILITY.md
 
 # fuzz: every Go fuzz target for FUZZTIME each (findings become regression
 # tests in the package's testdata/fuzz).
