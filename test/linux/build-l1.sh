@@ -4,7 +4,8 @@
 #   pkg/root    Debian's kernel package, fully extracted (modules)
 #   l2.cpio.gz  L2 initramfs: busybox + virtio modules, /init prints L2-READY
 #   disk.img    small raw disk with a known marker in sector 0
-#   l1.cpio.gz  L1 initramfs: busybox, kvm/kvm-amd (+deps), vmmd, qmpc, L2 kernel (bzImage and vmlinux)+initramfs, disk
+#   l1.cpio.gz  L1 initramfs: busybox, kvm/kvm-amd (+deps), vmmd, qmpc, L2 kernel (bzImage and vmlinux)+initramfs, disk,
+#               and this host's qemu-system-x86_64 with its libraries and firmware (the qemu-ref scenario)
 # The kernel for L1 and L2 is the same Debian vmlinuz (make linux).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +15,10 @@ HERE=$ROOT/test/linux
 [ -s "$OUT/vmlinuz" ] || make linux
 PKG=$(cat "$OUT/package")
 BB=$(command -v busybox)
-file -L "$BB" | grep -q 'statically linked' || { echo "build-l1: $BB is not static (install busybox-static)" >&2; exit 1; }
+# A dynamic executable names its loader in a PT_INTERP program header.
+if readelf -lW "$(readlink -f "$BB")" | grep -q INTERP; then
+  echo "build-l1: $BB is not static (install busybox-static)" >&2; exit 1
+fi
 
 # Debian's kernel package, extracted fully (fetch-linux.sh keeps only /boot).
 mkdir -p "$OUT/pkg"
@@ -82,6 +86,7 @@ busyroot "$L1"
 putmods "$L1/lib/modules" irqbypass ccp kvm kvm-amd
 cp "$OUT/vmmd" "$L1/bin/vmmd"
 CGO_ENABLED=0 go build -o "$L1/bin/qmpc" ./test/linux/qmpc
+CGO_ENABLED=0 go build -o "$L1/bin/kvmhold" ./test/linux/kvmhold
 cp "$OUT/vmlinuz" "$L1/vmlinuz"
 # The same kernel uncompressed (ELF with a PVH note) for the pvh scenario.
 python3 - "$OUT/vmlinuz" "$L1/vmlinux" <<'PY'
@@ -95,6 +100,18 @@ open(sys.argv[2], 'wb').write(out)
 PY
 cp "$OUT/l2.cpio.gz" "$L1/l2.cpio.gz"
 cp "$OUT/disk.img" "$L1/disk.img"
+# QEMU for the reference boot (qemu-ref): the binary, every library ldd
+# names (at the same paths), the loader, and the firmware microvm and direct
+# kernel boot read.
+Q=$(command -v qemu-system-x86_64)
+mkdir -p "$L1/usr/bin" "$L1/usr/share/qemu" "$L1/lib64"
+cp "$Q" "$L1/usr/bin/"
+for l in $(ldd "$Q" | grep -o '/[^ ]*'); do
+  mkdir -p "$L1$(dirname "$l")"; cp -L "$l" "$L1$l"
+done
+for f in qboot.rom bios-microvm.bin linuxboot_dma.bin pvh.bin; do
+  cp -L "/usr/share/qemu/$f" "$L1/usr/share/qemu/"
+done
 cp "$HERE/l1-init.sh" "$L1/init"; chmod +x "$L1/init"
 mkcpio "$L1" "$OUT/l1.cpio.gz"
 ls -la "$OUT/l2.cpio.gz" "$OUT/l1.cpio.gz"
