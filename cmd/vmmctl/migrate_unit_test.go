@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -295,4 +296,14 @@ func TestSettingsGolden(t *testing.T) {
 	if b.String() != want {
 		t.Errorf("migrate-set -o json:\n%s\nwant:\n%s", b.String(), want)
 	}
+}
+
+// progressLineRE and summaryLineRE are the documented line formats
+// (progressLineHelp); tests hold the output to them.
+func progressLineRE() *regexp.Regexp {
+	return regexp.MustCompile(`^progress status=[a-z-]+ total_time_ms=(-|\d+) percent=(-|\d+\.\d) transferred=(-|\d+) remaining=(-|\d+) total=(-|\d+) mbps=(-|\d+\.\d) pass=(-|\d+) expected_downtime_ms=(-|\d+)$`)
+}
+
+func summaryLineRE() *regexp.Regexp {
+	return regexp.MustCompile(`^summary status=([a-z-]+) total_time_ms=(-|\d+) downtime_ms=(-|\d+) transferred=(-|\d+) passes=(-|\d+) error_desc=(".*")$`)
 }

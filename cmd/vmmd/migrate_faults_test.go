@@ -1,8 +1,7 @@
 package main
 
 import (
-	"encoding/binary"
-	"io"
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,68 +14,14 @@ import (
 	"github.com/vmmd/vmmd/internal/testguest"
 )
 
-// cutProxy relays a migration between two unix sockets and parses the
-// frames going each way (20-byte stream header, then 12-byte frame header,
-// payload, 4-byte checksum), so a test can act at an exact protocol step.
-type cutProxy struct {
-	uri string
-	// onFrame is called for every frame before it is forwarded; it returns
-	// false to cut both connections instead.
-	onFrame func(fromSource bool, kind byte) bool
-}
-
-func startCutProxy(t *testing.T, target string, onFrame func(fromSource bool, kind byte) bool) *cutProxy {
+// filePair boots a source on a 16 MiB image file and a destination
+// waiting for it on the same file.
+func filePair(t *testing.T, ctx context.Context, bin string) (src *guest, sq *qmpTestClient, dst *guest, dq *qmpTestClient, uri string) {
 	t.Helper()
-	path := filepath.Join(nbdkittest.ShortDir(t), "proxy.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	p := &cutProxy{uri: "unix:" + path, onFrame: onFrame}
-	go func() {
-		a, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		b, err := net.Dial("unix", strings.TrimPrefix(target, "unix:"))
-		if err != nil {
-			a.Close()
-			return
-		}
-		cut := func() { a.Close(); b.Close() }
-		go p.relay(a, b, true, cut)
-		p.relay(b, a, false, cut)
-	}()
-	return p
-}
-
-func (p *cutProxy) relay(from, to net.Conn, fromSource bool, cut func()) {
-	defer cut()
-	hdr := make([]byte, 20)
-	if _, err := io.ReadFull(from, hdr); err != nil {
-		return
-	}
-	if _, err := to.Write(hdr); err != nil {
-		return
-	}
-	for {
-		fh := make([]byte, 12)
-		if _, err := io.ReadFull(from, fh); err != nil {
-			return
-		}
-		n := binary.LittleEndian.Uint32(fh[8:])
-		rest := make([]byte, int(n)+4)
-		if _, err := io.ReadFull(from, rest); err != nil {
-			return
-		}
-		if !p.onFrame(fromSource, fh[0]) {
-			return
-		}
-		if _, err := to.Write(append(fh, rest...)); err != nil {
-			return
-		}
-	}
+	drive := "file=" + newImage(t, 16<<20) + ",id=disk0"
+	src, sq = bootGuest(t, ctx, bin, 1, "--drive", drive)
+	dst, dq, uri = startDestination(t, bin, "--drive", drive)
+	return src, sq, dst, dq, uri
 }
 
 // Frame kinds of pkg/migrate/stream, as the proxy sees them.
@@ -94,12 +39,15 @@ func TestConnectionCutAtCommit(t *testing.T) {
 	bin := buildVMMD(t)
 	ctx, cancel := testguest.Deadline(t, 60*time.Second)
 	defer cancel()
-	img := newImage(t, 16<<20)
-	drive := "file=" + img + ",id=disk0"
-	src, sq := bootGuest(t, ctx, bin, 1, "--drive", drive)
-	_, dq, uri := startDestination(t, bin, "--drive", drive)
+	src, sq, _, dq, uri := filePair(t, ctx, bin)
 	src.do(t, ctx, "disk write 0 0 100 flush", `^OK disk write 0 0 100 flushed=1$`)
-	proxy := startCutProxy(t, uri, func(fromSource bool, kind byte) bool { return !(fromSource && kind == frameCommit) })
+	proxy := &phaseProxy{hook: func(fromSource bool, kind byte, _ int) proxyAction {
+		if fromSource && kind == frameCommit {
+			return actCut
+		}
+		return actForward
+	}}
+	startPhaseProxy(t, uri, proxy)
 	if in := migrateTo(t, ctx, sq, proxy.uri); in.Status != "completed" {
 		t.Fatalf("source: %s %q (it sent commit, so it must consider the migration done)", in.Status, in.ErrorDesc)
 	}
@@ -124,18 +72,16 @@ func TestDestinationKilledAfterReady(t *testing.T) {
 	bin := buildVMMD(t)
 	ctx, cancel := testguest.Deadline(t, 60*time.Second)
 	defer cancel()
-	img := newImage(t, 16<<20)
-	drive := "file=" + img + ",id=disk0"
-	src, sq := bootGuest(t, ctx, bin, 1, "--drive", drive)
-	dst, _, uri := startDestination(t, bin, "--drive", drive)
+	src, sq, dst, _, uri := filePair(t, ctx, bin)
 	src.do(t, ctx, "disk write 0 0 100 flush", `^OK disk write 0 0 100 flushed=1$`)
-	proxy := startCutProxy(t, uri, func(fromSource bool, kind byte) bool {
+	proxy := &phaseProxy{hook: func(fromSource bool, kind byte, _ int) proxyAction {
 		if !fromSource && kind == frameReady {
 			dst.p.cmd.Process.Signal(syscall.SIGKILL)
 			<-dst.p.done
 		}
-		return true
-	})
+		return actForward
+	}}
+	startPhaseProxy(t, uri, proxy)
 	in := migrateTo(t, ctx, sq, proxy.uri)
 	t.Logf("source after the destination died at ready: %s %q", in.Status, in.ErrorDesc)
 	// Two outcomes are right, depending on whether the commit still left
@@ -165,10 +111,7 @@ func TestDestinationKilledMidStream(t *testing.T) {
 	bin := buildVMMD(t)
 	ctx, cancel := testguest.Deadline(t, 60*time.Second)
 	defer cancel()
-	img := newImage(t, 16<<20)
-	drive := "file=" + img + ",id=disk0"
-	src, sq := bootGuest(t, ctx, bin, 1, "--drive", drive)
-	dst, _, uri := startDestination(t, bin, "--drive", drive)
+	src, sq, dst, _, uri := filePair(t, ctx, bin)
 	src.do(t, ctx, "mem start 64", `^OK mem start 64$`)
 	sq.must(t, "migrate-set-parameters", map[string]any{"max-bandwidth": 4 << 20})
 	sq.must(t, "migrate", map[string]any{"uri": uri})
