@@ -14,10 +14,20 @@ func describeMigrateRun(r migrateRun) string {
 	if !r.Completed {
 		return "FAILED: " + strings.Join(r.Failures, "; ")
 	}
-	s := fmt.Sprintf("total %6.0f ms  down %4.0f ms  setup %3.0f ms  %6.1f MiB  %6.0f Mbit/s  syncs %d",
-		r.TotalMS, r.DowntimeMS, r.SetupMS, r.TransferredMiB, r.Mbps, r.DirtySyncs)
+	pause, bulk := "   –", "   –"
+	if r.PauseMS != nil {
+		pause = fmt.Sprintf("%4.0f", *r.PauseMS)
+	}
+	if r.BulkGbps != nil {
+		bulk = fmt.Sprintf("%4.1f", *r.BulkGbps)
+	}
+	s := fmt.Sprintf("total %5.0f ms  down %3.0f ms  pause %s ms  setup %2.0f ms  %6.1f MiB  bulk %s Gbit/s  normal %d  syncs %d",
+		r.TotalMS, r.DowntimeMS, pause, r.SetupMS, r.TransferredMiB, bulk, r.NormalPages, r.DirtySyncs)
 	if !r.Verified {
 		s += "  CHECK FAILED: " + strings.Join(r.Failures, "; ")
+	}
+	if r.PauseError != "" {
+		s += "  pause unmeasured: " + r.PauseError
 	}
 	if r.UncleanExit {
 		s += fmt.Sprintf("  exits: src %s, dst %s", r.SrcExit, r.DstExit)
@@ -25,117 +35,145 @@ func describeMigrateRun(r migrateRun) string {
 	return s
 }
 
-// migrateCell is one VMM's figures for one case.
-type migrateCell struct {
-	runs, completed, verified int
-	total, down, setup, mib   *measure.Summary
+// summaryCell formats median (min–max) with the given verb, "–" for none.
+func summaryCell(s *measure.Summary, verb string) string {
+	if s == nil {
+		return "–"
+	}
+	return fmt.Sprintf(verb+" ("+verb+"–"+verb+")", s.Median, s.Min, s.Max)
 }
 
-// summarizeMigrate collects the runs of one case and VMM.
-func summarizeMigrate(runs []migrateRun, c migrateCase, vmm string) (migrateCell, error) {
-	var cell migrateCell
-	var total, down, setup, mib []float64
-	for _, r := range runs {
-		if r.Case != c.Name || r.Unlimited != c.Unlimited || r.VMM != vmm {
-			continue
-		}
-		cell.runs++
-		if !r.Completed {
-			continue
-		}
-		cell.completed++
-		if r.Verified {
-			cell.verified++
-		}
-		total, down = append(total, r.TotalMS), append(down, r.DowntimeMS)
-		setup, mib = append(setup, r.SetupMS), append(mib, r.TransferredMiB)
+// normalCell is the pages-with-data cell: the summary and how it compares
+// with the pages the guest touched.
+func normalCell(cell migrateCell, c migrateCase) string {
+	if cell.normal == nil {
+		return "–"
 	}
-	if cell.completed == 0 {
-		return cell, nil
-	}
-	for _, x := range []struct {
-		dst **measure.Summary
-		xs  []float64
-	}{{&cell.total, total}, {&cell.down, down}, {&cell.setup, setup}, {&cell.mib, mib}} {
-		s, err := measure.Summarize(x.xs)
-		if err != nil {
-			return cell, fmt.Errorf("summarize %s %s: %w", vmm, c.Name, err)
-		}
-		*x.dst = &s
-	}
-	return cell, nil
-}
-
-// migrateRatio is vmmd's median over QEMU's, or why there is none.
-func migrateRatio(vmmd, qemu *measure.Summary) string {
+	s := summaryCell(cell.normal, "%.0f")
 	switch {
-	case vmmd == nil || qemu == nil:
-		return "n/a"
-	case qemu.Median <= 0:
-		return fmt.Sprintf("n/a (QEMU %.0f ms)", qemu.Median)
+	case !cell.checkable:
+		return s + " (sent again as rewritten)"
+	case cell.untouchedSent > 0:
+		return fmt.Sprintf("%s > %d in %d runs: UNTOUCHED PAGES SENT", s, c.touchedPages(), cell.untouchedSent)
 	}
-	return fmt.Sprintf("%.2f×", vmmd.Median/qemu.Median)
+	return fmt.Sprintf("%s ≤ %d", s, c.touchedPages())
 }
 
-// writeMigrateReport prints the table; ok is false when a case never
-// completed on some VMM or a completed migration failed a check.
-func writeMigrateReport(w io.Writer, rep migrateReport, vmms []migrateVMM, env environment) (ok bool, err error) {
+// writeMigrateReport prints the tables and the goal summary and stores the
+// goals in rep; ok is false when a migration failed or a completed one
+// failed a check.
+func writeMigrateReport(w io.Writer, rep *migrateReport, vmms []migrateVMM, env environment) (ok bool, err error) {
 	var b strings.Builder
 	noisy := ""
 	if rep.OtherLoad >= noisyLoad {
 		noisy = fmt.Sprintf(" — NOISY: other work kept %.0f%% of the %d CPUs busy", 100*rep.OtherLoad, runtime.NumCPU())
 	}
-	fmt.Fprintf(&b, "\n### Live migration, vmmd vs QEMU microvm: test guest %d MiB, 1 vCPU, unix socket, `query-migrate` figures%s\n\n",
-		migrateMemoryMiB, noisy)
-	b.WriteString("| case | max-bandwidth | VMM | completed | checks ok | total-time ms | downtime ms | setup-time ms | transferred MiB | vmmd/QEMU total-time | vmmd/QEMU downtime |\n")
-	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	ms := func(s *measure.Summary) string {
-		if s == nil {
-			return "–"
-		}
-		return fmt.Sprintf("%.0f (%.0f–%.0f)", s.Median, s.Min, s.Max)
-	}
-	mib := func(s *measure.Summary) string {
-		if s == nil {
-			return "–"
-		}
-		return fmt.Sprintf("%.1f (%.1f–%.1f)", s.Median, s.Min, s.Max)
-	}
+	fmt.Fprintf(&b, "\n### Live migration, vmmd vs QEMU microvm: test guest, 1 vCPU, unix socket, downtime-limit %d ms%s\n\n",
+		rep.DowntimeLimitMS, noisy)
+	b.WriteString("| case | guest | max-bandwidth | VMM | completed | checks ok | total-time ms | downtime ms (QMP) | " +
+		"pause ms (STOP→RESUME) | setup-time ms | sent MiB | bulk Gbit/s | pages sent with data (≤ touched) |\n")
+	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var ratios strings.Builder
+	ratios.WriteString("| case | max-bandwidth | total-time | downtime (QMP) | pause (STOP→RESUME) | bulk throughput | sent |\n")
+	ratios.WriteString("|---|---|---:|---:|---:|---:|---:|\n")
 	ok = true
+	rep.Goals = nil
 	for _, c := range rep.Cases {
 		cells := make([]migrateCell, len(vmms))
-		var vmmd *migrateCell
+		var vmmd, qemu *migrateCell
 		for i, v := range vmms {
 			if cells[i], err = summarizeMigrate(rep.Runs, c, v.Name); err != nil {
 				return false, err
 			}
 			if v.isVMMD() {
 				vmmd = &cells[i]
+			} else {
+				qemu = &cells[i]
 			}
-			if cells[i].completed == 0 || cells[i].verified < cells[i].completed {
+			if !cells[i].ok() {
 				ok = false
 			}
 		}
 		for i, v := range vmms {
 			cell := cells[i]
-			ratios := "— | —"
-			if !v.isVMMD() {
-				var vt, vd *measure.Summary
-				if vmmd != nil {
-					vt, vd = vmmd.total, vmmd.down
-				}
-				ratios = migrateRatio(vt, cell.total) + " | " + migrateRatio(vd, cell.down)
+			pause := summaryCell(cell.pause, "%.1f")
+			if cell.pause != nil && cell.paused < cell.verified {
+				pause += fmt.Sprintf(" [%d/%d]", cell.paused, cell.verified)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %d/%d | %s | %s | %s | %s | %s |\n", c.Name, c.bandwidth(), v.Name,
+			fmt.Fprintf(&b, "| %s | %d MiB, %s | %s | %s | %d/%d | %d/%d | %s | %s | %s | %s | %s | %s | %s |\n",
+				c.Name, c.RAMMiB, c.describe(), c.bandwidth(), v.Name,
 				cell.completed, cell.runs, cell.verified, cell.completed,
-				ms(cell.total), ms(cell.down), ms(cell.setup), mib(cell.mib), ratios)
+				summaryCell(cell.total, "%.0f"), summaryCell(cell.down, "%.0f"), pause, summaryCell(cell.setup, "%.0f"),
+				summaryCell(cell.mib, "%.1f"), summaryCell(cell.bulk, "%.2f"), normalCell(cell, c))
+		}
+		if vmmd == nil || qemu == nil {
+			continue
+		}
+		fmt.Fprintf(&ratios, "| %s | %s | %s | %s | %s | %s | %s |\n", c.Name, c.bandwidth(),
+			migrateRatio(vmmd.total, qemu.total), migrateRatio(vmmd.down, qemu.down), migrateRatio(vmmd.pause, qemu.pause),
+			migrateRatio(vmmd.bulk, qemu.bulk), migrateRatio(vmmd.mib, qemu.mib))
+		rep.Goals = append(rep.Goals, evaluateMigrateGoal(c, *vmmd, *qemu))
+	}
+	b.WriteString("\nCells: median (min–max) of the completed runs (pause: [measured/checked runs] when not all). " +
+		"pause = the source's QMP `STOP` event to the destination's `RESUME`, by the events' own timestamps (same host clock): " +
+		"the guest-visible pause, the same span for both VMMs; QEMU's `downtime` ends at the source's last byte, vmmd's at the commit " +
+		"after the destination loaded the state. bulk = `ram.precopy-bytes` × 8 / (total-time − setup-time − downtime): " +
+		"what was sent while the guest ran, over the time it ran migrating (what is sent during the stop is in the downtime); " +
+		"none for idle guests, which send under 1 MiB. " +
+		"pages sent with data = `ram.normal`; touched = the `mem` region plus all RAM below it (16 MiB, the guest's own); " +
+		"more than that means pages the guest never wrote went as data.\n")
+	b.WriteString("\n#### vmmd/QEMU, ratios of the medians (below 1: vmmd smaller)\n\n")
+	b.WriteString(ratios.String())
+	writeMigrateGoals(&b, rep)
+	writeMigrateNotes(&b, rep, env)
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return false, fmt.Errorf("write migration report: %w", err)
+	}
+	return ok, nil
+}
+
+// writeMigrateGoals prints the goal summary of rep.Goals.
+func writeMigrateGoals(b *strings.Builder, rep *migrateReport) {
+	fmt.Fprintf(b, "\n#### Goals (issue: bulk throughput ≥ %g× QEMU's, downtime ≤ %g× QEMU's with the same downtime-limit, "+
+		"untouched pages never sent as data)\n\n", migrateThroughputGoal, migrateDowntimeGoal)
+	b.WriteString("| case | bulk throughput, ≥ 3× | guest-visible pause, ≤ 0.5× | QMP downtime, ≤ 0.5× | untouched pages sent as data by vmmd |\n")
+	b.WriteString("|---|---|---|---|---|\n")
+	type tally struct{ met, judged int }
+	var thr, pause, down, untouched tally
+	count := func(t *tally, g goalCheck) {
+		if g.Measured {
+			t.judged++
+			if g.Met {
+				t.met++
+			}
 		}
 	}
-	b.WriteString("\nCells: median (min–max) of the completed runs. Ratios: vmmd's median over QEMU's (below 1: vmmd is faster).\n")
+	for _, g := range rep.Goals {
+		if g.Skipped != "" {
+			fmt.Fprintf(b, "| %s (%s) | n/a: %s | | | |\n", g.Case, g.Bandwidth, g.Skipped)
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", g.Case, g.Throughput.cell(), g.Pause.cell(), g.Downtime.cell(), g.untouchedCell())
+		count(&thr, g.Throughput)
+		count(&pause, g.Pause)
+		count(&down, g.Downtime)
+		count(&untouched, g.Untouched)
+	}
+	fmt.Fprintf(b, "\nGoals met: bulk throughput in %d of %d cases, guest-visible pause in %d of %d, QMP downtime in %d of %d, "+
+		"untouched pages never sent in %d of %d. The pause is the like-for-like downtime comparison; "+
+		"QEMU's QMP downtime leaves out the destination's load and start. Goals are reported, never a reason for a failed run.\n",
+		thr.met, thr.judged, pause.met, pause.judged, down.met, down.judged, untouched.met, untouched.judged)
+}
+
+// writeMigrateNotes prints what went wrong and how the figures were made.
+func writeMigrateNotes(b *strings.Builder, rep *migrateReport, env environment) {
 	var notes []string
 	for _, r := range rep.Runs {
 		if len(r.Failures) > 0 {
 			notes = append(notes, fmt.Sprintf("%s %s (%s) run %d: %s", r.VMM, r.Case, bandwidthOf(r), r.Round, strings.Join(r.Failures, "; ")))
+		}
+		if r.PauseError != "" {
+			notes = append(notes, fmt.Sprintf("%s %s (%s) run %d: pause not measured: %s", r.VMM, r.Case, bandwidthOf(r), r.Round, r.PauseError))
 		}
 		if r.UncleanExit {
 			notes = append(notes, fmt.Sprintf("%s %s (%s) run %d: not a clean exit on SIGTERM: source %s, destination %s",
@@ -145,26 +183,25 @@ func writeMigrateReport(w io.Writer, rep migrateReport, vmms []migrateVMM, env e
 	if len(notes) > 0 {
 		b.WriteString("\nNotes:\n")
 		for _, n := range notes {
-			fmt.Fprintf(&b, "- %s\n", n)
+			fmt.Fprintf(b, "- %s\n", n)
 		}
 	}
-	fmt.Fprintf(&b, "\nRuns per VMM and case: %d (+%d warm-up round); VMMs alternating within a case, order swapped each round; a fresh source and destination per run.\n",
+	fmt.Fprintf(b, "\nRuns per VMM and case: %d (+%d warm-up round; flags -migrate-runs and -warmup, -migrate-cases to pick cases); "+
+		"VMMs alternating within a case, order swapped each round; a fresh source and destination per run.\n",
 		rep.RunsPerCase, rep.Warmup)
-	fmt.Fprintf(&b, "Cases: idle = just booted; filled-idle = `mem start 200` until OK, one complete pass, then `mem stop` "+
-		"(again if the byte had wrapped to 0: no zero pages, so 200 MiB to send); dirty64 = `mem start 64` left running. "+
-		"Unlimited max-bandwidth is 0 on vmmd and %d (100 GiB/s) on QEMU 7.2. Both report whole milliseconds: ratios of single-digit figures are coarse.\n",
-		uint64(qemuUnlimitedBandwidth))
-	b.WriteString("Checked after every completed run: source `postmigrate`, destination `running`, `ping` answered `PONG` on the destination, and there `mem check` ok for the mem cases.\n")
+	fmt.Fprintf(b, "Cases: idle = just booted; N MiB filled, idle = `mem start N` until OK, one complete pass, then `mem stop` "+
+		"(again if the byte had wrapped to 0: no zero pages, so N MiB to send); rewrites N MiB = `mem start N` left running. "+
+		"downtime-limit set to %d ms on both. Unlimited max-bandwidth is 0 on vmmd and %d (100 GiB/s) on QEMU 7.2. "+
+		"Both report whole milliseconds: ratios of single-digit figures are coarse.\n",
+		rep.DowntimeLimitMS, uint64(qemuUnlimitedBandwidth))
+	b.WriteString("Checked after every completed run (a failure fails the benchmark): source `postmigrate`, destination `running`, " +
+		"`ping` answered `PONG` on the destination, and there `mem check` ok for the mem cases.\n")
 	load := "not measured"
 	if rep.OtherLoad >= 0 {
 		load = fmt.Sprintf("%.0f%% of all CPUs busy with other work in the second before the section", 100*rep.OtherLoad)
 	}
-	fmt.Fprintf(&b, "Host: kernel %s, %d CPUs, %s; %s. The section took %.1f s.\n",
+	fmt.Fprintf(b, "Host: kernel %s, %d CPUs, %s; %s. The section took %.1f s.\n",
 		env.hostKernel, runtime.NumCPU(), load, env.qemuVersion, rep.DurationS)
-	if _, err := io.WriteString(w, b.String()); err != nil {
-		return false, fmt.Errorf("write migration report: %w", err)
-	}
-	return ok, nil
 }
 
 func bandwidthOf(r migrateRun) string {

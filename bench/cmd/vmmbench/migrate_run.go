@@ -33,6 +33,7 @@ type migrateRun struct {
 	Unlimited bool   `json:"unlimited"`
 	VMM       string `json:"vmm"`
 	Round     int    `json:"round"`
+	RAMMiB    int    `json:"ram_mib"`
 	// Status is query-migrate's last status on the source.
 	Status string `json:"status"`
 	// Completed is Status == "completed"; the figures below are set then.
@@ -43,16 +44,36 @@ type migrateRun struct {
 	TransferredMiB float64 `json:"transferred_mib"`
 	Mbps           float64 `json:"mbps"`
 	DirtySyncs     int64   `json:"dirty_sync_count"`
+	// NormalPages were sent with their data, DuplicatePages as zero pages
+	// (query-migrate's ram.normal and ram.duplicate).
+	NormalPages    uint64 `json:"normal_pages"`
+	DuplicatePages uint64 `json:"duplicate_pages"`
+	// PrecopyBytes were sent while the guest ran, DowntimeBytes after it
+	// stopped; nil when the VMM did not say.
+	PrecopyBytes  *uint64 `json:"precopy_bytes,omitempty"`
+	DowntimeBytes *uint64 `json:"downtime_bytes,omitempty"`
+	// BulkGbps is the throughput while the guest ran (bulkGbps); nil when
+	// it cannot be worked out.
+	BulkGbps *float64 `json:"bulk_gbps,omitempty"`
+	// TouchedPages bounds the pages the guest wrote (migrateCase.touchedPages).
+	TouchedPages uint64 `json:"touched_pages_bound"`
+	// PauseMS is the guest-visible pause: from the source's STOP event to
+	// the destination's RESUME, by the events' own timestamps. PauseError
+	// says why it is missing.
+	PauseMS    *float64 `json:"pause_ms,omitempty"`
+	PauseError string   `json:"pause_error,omitempty"`
 	// WallMS is from sending migrate to the poll that saw it end.
 	WallMS float64 `json:"wall_ms"`
 	// Fill says how the filled-idle region was left on the source.
 	Fill string `json:"fill,omitempty"`
-	// MaxBandwidth is query-migrate-parameters' value just before migrate.
-	MaxBandwidth uint64 `json:"max_bandwidth"`
-	SrcStatus    string `json:"src_status,omitempty"`
-	DstStatus    string `json:"dst_status,omitempty"`
-	PingOK       bool   `json:"ping_ok"`
-	MemCheck     string `json:"mem_check,omitempty"`
+	// MaxBandwidth and DowntimeLimit are query-migrate-parameters' values
+	// just before migrate.
+	MaxBandwidth  uint64 `json:"max_bandwidth"`
+	DowntimeLimit uint64 `json:"downtime_limit_ms"`
+	SrcStatus     string `json:"src_status,omitempty"`
+	DstStatus     string `json:"dst_status,omitempty"`
+	PingOK        bool   `json:"ping_ok"`
+	MemCheck      string `json:"mem_check,omitempty"`
 	// Verified is set when every check after completion passed.
 	Verified bool `json:"verified"`
 	// Failures lists what went wrong, in order.
@@ -78,6 +99,10 @@ type queryMigrate struct {
 		Transferred    uint64  `json:"transferred"`
 		Mbps           float64 `json:"mbps"`
 		DirtySyncCount int64   `json:"dirty-sync-count"`
+		Normal         uint64  `json:"normal"`
+		Duplicate      uint64  `json:"duplicate"`
+		PrecopyBytes   *uint64 `json:"precopy-bytes"`
+		DowntimeBytes  *uint64 `json:"downtime-bytes"`
 	} `json:"ram"`
 	ErrorDesc string `json:"error-desc"`
 }
@@ -111,6 +136,27 @@ func (r *migrateRun) record(q queryMigrate) {
 	r.TotalMS, r.DowntimeMS, r.SetupMS = float64(*q.TotalTime), float64(*q.Downtime), float64(*q.SetupTime)
 	r.TransferredMiB = float64(q.RAM.Transferred) / (1 << 20)
 	r.Mbps, r.DirtySyncs = q.RAM.Mbps, q.RAM.DirtySyncCount
+	r.NormalPages, r.DuplicatePages = q.RAM.Normal, q.RAM.Duplicate
+	r.PrecopyBytes, r.DowntimeBytes = q.RAM.PrecopyBytes, q.RAM.DowntimeBytes
+	if r.PrecopyBytes != nil {
+		if g, ok := bulkGbps(*r.PrecopyBytes, r.TotalMS, r.SetupMS, r.DowntimeMS); ok {
+			r.BulkGbps = &g
+		}
+	}
+}
+
+// bulkGbps is the throughput of the bulk transfer in Gbit/s (10^9): the
+// bytes sent while the guest ran, over the time it ran migrating, that is
+// total-time less setup-time and downtime. What either VMM sends during
+// the downtime is counted there, not here (QEMU 7.2 sends up to
+// downtime-limit's worth after the stop, ~200 MB for 1G-dirty200). ok is
+// false when that time is not positive.
+func bulkGbps(precopyBytes uint64, totalMS, setupMS, downMS float64) (gbps float64, ok bool) {
+	ms := totalMS - setupMS - downMS
+	if ms <= 0 {
+		return 0, false
+	}
+	return float64(precopyBytes) * 8 / (ms * 1e6), true
 }
 
 // migratePair is a source and a destination VMM with their QMP sockets.
@@ -147,17 +193,17 @@ func (p *migratePair) close(r *migrateRun) {
 // failed migration or check is recorded in the result; an error is
 // returned only when a VMM cannot be started or ctx is done.
 func migrateOnce(ctx context.Context, v migrateVMM, c migrateCase, dir string, seq int) (r migrateRun, err error) {
-	r = migrateRun{Case: c.Name, Unlimited: c.Unlimited, VMM: v.Name}
+	r = migrateRun{Case: c.Name, Unlimited: c.Unlimited, VMM: v.Name, RAMMiB: c.RAMMiB, TouchedPages: c.touchedPages()}
 	base := filepath.Join(dir, fmt.Sprintf("%d", seq))
 	srcSock, dstSock, migSock := base+"-src.qmp", base+"-dst.qmp", base+".mig"
 	migURI := "unix:" + migSock
 	var p migratePair
 	// r is the named result, so the exits recorded here reach the caller.
 	defer p.close(&r)
-	if p.src, err = startConsoleVMM(v.config(srcSock, "")); err != nil {
+	if p.src, err = startConsoleVMM(v.config(c.RAMMiB, srcSock, "")); err != nil {
 		return r, fmt.Errorf("source: %w", err)
 	}
-	if p.dst, err = startConsoleVMM(v.config(dstSock, migURI)); err != nil {
+	if p.dst, err = startConsoleVMM(v.config(c.RAMMiB, dstSock, migURI)); err != nil {
 		return r, fmt.Errorf("destination: %w", err)
 	}
 	if r.Fill, err = prepareGuest(ctx, p.src, c); err != nil {
@@ -172,7 +218,7 @@ func migrateOnce(ctx context.Context, v migrateVMM, c migrateCase, dir string, s
 		r.fail("destination: %v (stderr: %s)", err, p.dst.stderr.String())
 		return r, ctx.Err()
 	}
-	if err := setBandwidth(ctx, p.srcQMP, v, c, &r); err != nil {
+	if err := setParameters(ctx, p.srcQMP, v, c, &r); err != nil {
 		r.fail("source: %v", err)
 		return r, ctx.Err()
 	}
@@ -180,6 +226,9 @@ func migrateOnce(ctx context.Context, v migrateVMM, c migrateCase, dir string, s
 		r.fail("destination: %v", err)
 		return r, ctx.Err()
 	}
+	// Only events from here on tell when the guest stopped and resumed.
+	p.srcQMP.dropEvents()
+	p.dstQMP.dropEvents()
 	if err := migrate(ctx, p.srcQMP, migURI, &r); err != nil {
 		r.fail("source: %v", err)
 		return r, ctx.Err()
@@ -189,6 +238,9 @@ func migrateOnce(ctx context.Context, v migrateVMM, c migrateCase, dir string, s
 	}
 	verify(ctx, &p, c, &r)
 	r.Verified = len(r.Failures) == 0
+	if r.Verified {
+		measurePause(ctx, &p, &r)
+	}
 	return r, ctx.Err()
 }
 
@@ -285,28 +337,35 @@ func peekPage(ctx context.Context, g *consoleVMM, page int) (int, error) {
 	return v, nil
 }
 
-// setBandwidth sets max-bandwidth for an unlimited case and records the
-// value the source then reports, which must be the one intended.
-func setBandwidth(ctx context.Context, q *qmpClient, v migrateVMM, c migrateCase, r *migrateRun) error {
-	want := uint64(qemuDefaultBandwidth)
+// setParameters sets downtime-limit, and max-bandwidth for an unlimited
+// case, and records the values the source then reports, which must be the
+// ones intended.
+func setParameters(ctx context.Context, q *qmpClient, v migrateVMM, c migrateCase, r *migrateRun) error {
+	wantBW := uint64(qemuDefaultBandwidth)
+	args := map[string]uint64{"downtime-limit": migrateDowntimeLimitMS}
 	if c.Unlimited {
-		want = v.unlimited
-		if err := q.call(ctx, "migrate-set-parameters", map[string]uint64{"max-bandwidth": want}, nil); err != nil {
-			return err
-		}
+		wantBW = v.unlimited
+		args["max-bandwidth"] = wantBW
+	}
+	if err := q.call(ctx, "migrate-set-parameters", args, nil); err != nil {
+		return err
 	}
 	var params struct {
-		MaxBandwidth *uint64 `json:"max-bandwidth"`
+		MaxBandwidth  *uint64 `json:"max-bandwidth"`
+		DowntimeLimit *uint64 `json:"downtime-limit"`
 	}
 	if err := q.call(ctx, "query-migrate-parameters", nil, &params); err != nil {
 		return err
 	}
-	if params.MaxBandwidth == nil {
-		return errors.New("query-migrate-parameters: no max-bandwidth")
+	if params.MaxBandwidth == nil || params.DowntimeLimit == nil {
+		return errors.New("query-migrate-parameters: no max-bandwidth or downtime-limit")
 	}
-	r.MaxBandwidth = *params.MaxBandwidth
-	if r.MaxBandwidth != want {
-		return fmt.Errorf("max-bandwidth is %d, want %d", r.MaxBandwidth, want)
+	r.MaxBandwidth, r.DowntimeLimit = *params.MaxBandwidth, *params.DowntimeLimit
+	if r.MaxBandwidth != wantBW {
+		return fmt.Errorf("max-bandwidth is %d, want %d", r.MaxBandwidth, wantBW)
+	}
+	if r.DowntimeLimit != migrateDowntimeLimitMS {
+		return fmt.Errorf("downtime-limit is %d, want %d", r.DowntimeLimit, migrateDowntimeLimitMS)
 	}
 	return nil
 }
@@ -427,4 +486,43 @@ func verify(ctx context.Context, p *migratePair, c migrateCase, r *migrateRun) {
 	if !strings.HasPrefix(line, "MEMCHECK ok ") {
 		r.fail("destination: %s", line)
 	}
+}
+
+// migrateEventWait bounds the wait for STOP and RESUME once the migration
+// is over and the destination answered: by then both have been sent.
+const migrateEventWait = 2 * time.Second
+
+// measurePause records the guest-visible pause: the source's STOP event to
+// the destination's RESUME, both stamped by the VMMs with the host's wall
+// clock. QEMU's downtime stops at the source's last byte; vmmd's at its
+// commit; this is the same span for both. A missing event leaves the pause
+// unmeasured, with the reason, but is not a failed migration.
+func measurePause(ctx context.Context, p *migratePair, r *migrateRun) {
+	stop, err := p.srcQMP.waitEvent(ctx, "STOP", migrateEventWait)
+	if err != nil {
+		r.PauseError = fmt.Sprintf("source: %v", err)
+		return
+	}
+	resume, err := p.dstQMP.waitEvent(ctx, "RESUME", migrateEventWait)
+	if err != nil {
+		r.PauseError = fmt.Sprintf("destination: %v", err)
+		return
+	}
+	ms, err := pauseMS(stop, resume)
+	if err != nil {
+		r.PauseError = err.Error()
+		return
+	}
+	r.PauseMS = &ms
+}
+
+// pauseMS is the time from stop to resume in milliseconds; a resume before
+// the stop means the timestamps cannot be trusted.
+func pauseMS(stop, resume qmpEvent) (float64, error) {
+	d := resume.Time.Sub(stop.Time)
+	if d < 0 {
+		return 0, fmt.Errorf("destination RESUME at %s is %v before the source's STOP at %s",
+			resume.Time.Format(time.RFC3339Nano), -d, stop.Time.Format(time.RFC3339Nano))
+	}
+	return float64(d.Microseconds()) / 1e3, nil
 }

@@ -27,7 +27,7 @@ func TestParseSections(t *testing.T) {
 	if _, err := parseSections("migrate,boots"); err == nil || !strings.Contains(err.Error(), `"boots"`) {
 		t.Errorf(`parseSections("migrate,boots") error = %v, want one naming "boots"`, err)
 	}
-	for _, args := range [][]string{{"-only", "nope"}, {"-migrate-runs", "0"}} {
+	for _, args := range [][]string{{"-only", "nope"}, {"-migrate-runs", "0"}, {"-migrate-cases", "1G-idle"}} {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != 2 || stdout.Len() != 0 {
 			t.Errorf("run(%q) = %d with stdout %q, want 2 and no output", args, code, stdout.String())
@@ -75,17 +75,31 @@ func TestRecordQueryMigrate(t *testing.T) {
 	}
 }
 
+// okMigration is a completed, checked run of c: pause 0.5 ms over the
+// downtime, the region's bytes sent before the stop, setup 1 ms, and as
+// many pages with data as the region plus 35.
 func okMigration(vmm string, c migrateCase, total, down float64) migrateRun {
-	return migrateRun{Case: c.Name, Unlimited: c.Unlimited, VMM: vmm, Status: "completed", Completed: true,
-		Verified: true, TotalMS: total, DowntimeMS: down, SetupMS: 1, TransferredMiB: 200.7}
+	pause := down + 0.5
+	pre := uint64(c.MemMiB) << 20
+	r := migrateRun{Case: c.Name, Unlimited: c.Unlimited, VMM: vmm, Status: "completed", Completed: true,
+		Verified: true, TotalMS: total, DowntimeMS: down, SetupMS: 1, TransferredMiB: float64(c.MemMiB) + 0.7,
+		NormalPages: uint64(c.MemMiB)*256 + 35, PauseMS: &pause, PrecopyBytes: &pre, TouchedPages: c.touchedPages()}
+	if g, ok := bulkGbps(pre, total, 1, down); ok {
+		r.BulkGbps = &g
+	}
+	return r
 }
 
 func TestMigrateReport(t *testing.T) {
 	env := environment{vmmd: "/x/vmmd", qemu: "/usr/bin/qemu", kernel: "/x/guest.elf", hostKernel: "6.x", qemuVersion: "QEMU 7.2"}
 	vmms := migrateVMMs(env)
 	cases := migrateCases()
-	idle, filled := cases[0], cases[2]
-	rep := migrateReport{Cases: []migrateCase{idle, filled}, RunsPerCase: 3, Warmup: 1, OtherLoad: 0.6, DurationS: 12}
+	idle, filled := cases[0], cases[3]
+	if idle.Name != "256M-idle" || idle.Unlimited || filled.Name != "256M-filled-idle" || filled.MemMiB != 200 {
+		t.Fatalf("cases 0 and 3 are %+v and %+v", idle, filled)
+	}
+	rep := migrateReport{Cases: []migrateCase{idle, filled}, RunsPerCase: 3, Warmup: 1, OtherLoad: 0.6, DurationS: 12,
+		DowntimeLimitMS: 300}
 	for i, total := range []float64{100, 300, 200} {
 		rep.Runs = append(rep.Runs, okMigration("vmmd", filled, total, 2), okMigration("QEMU", filled, 2*total, 0))
 		rep.Runs = append(rep.Runs, okMigration("vmmd", idle, 30, 4), okMigration("QEMU", idle, 20, 2))
@@ -96,7 +110,7 @@ func TestMigrateReport(t *testing.T) {
 	rep.Runs = append(rep.Runs, bad)
 
 	var out bytes.Buffer
-	ok, err := writeMigrateReport(&out, rep, vmms, env)
+	ok, err := writeMigrateReport(&out, &rep, vmms, env)
 	if err != nil {
 		t.Fatalf("writeMigrateReport: %v", err)
 	}
@@ -106,32 +120,54 @@ func TestMigrateReport(t *testing.T) {
 	text := out.String()
 	for _, want := range []string{
 		"NOISY: other work kept 60% of the",
-		"| 256M-idle | 128 MiB/s | vmmd | 4/4 | 3/4 | 30 (25–30) | 4 (3–4) | 1 (1–1) | 200.7 (200.7–200.7) | — | — |",
-		"| 256M-idle | 128 MiB/s | QEMU | 3/3 | 3/3 | 20 (20–20) | 2 (2–2) |",
-		"| 1.50× | 2.00× |",
-		"| 256M-filled-idle | unlimited | vmmd | 3/3 | 3/3 | 200 (100–300) | 2 (2–2) |",
-		"| 0.50× | n/a (QEMU 0 ms) |",
+		"downtime-limit 300 ms",
+		// The failed check's run counts in the figures, not in the pause; an idle case has no bulk figure.
+		"| 256M-idle | 256 MiB, idle | 128 MiB/s | vmmd | 4/4 | 3/4 | 30 (25–30) | 4 (3–4) | 4.5 (4.5–4.5) | 1 (1–1) | 0.7 (0.7–0.7) | – | 35 (35–35) ≤ 4096 |",
+		"| 256M-idle | 256 MiB, idle | 128 MiB/s | QEMU | 3/3 | 3/3 | 20 (20–20) | 2 (2–2) | 2.5 (2.5–2.5) | 1 (1–1) |",
+		// vmmd's bulk: 200 MiB over 97, 297 and 197 ms.
+		"| 256M-filled-idle | 256 MiB, 200 MiB filled, idle | unlimited | vmmd | 3/3 | 3/3 | 200 (100–300) | 2 (2–2) | 2.5 (2.5–2.5) | 1 (1–1) | 200.7 (200.7–200.7) | 8.52 (5.65–17.30) | 51235 (51235–51235) ≤ 55296 |",
+		"| 256M-idle | 128 MiB/s | 1.50× | 2.00× | 1.80× | n/a | 1.00× |",
+		"| 256M-filled-idle | unlimited | 0.50× | n/a (QEMU 0) | 5.00× | 2.03× | 1.00× |",
+		"| 256M-idle (128 MiB/s) | n/a: the goals are at unlimited bandwidth |",
+		"| 256M-filled-idle | 2.03× **NOT MET** | 5.00× **NOT MET** | n/a (QEMU's median is 0 ms) | never: **MET** (at most 51235 pages with data ≤ 55296 touched) |",
+		"Goals met: bulk throughput in 0 of 1 cases, guest-visible pause in 0 of 1, QMP downtime in 0 of 0, untouched pages never sent in 1 of 1.",
 		"- vmmd 256M-idle (128 MiB/s) run 4: destination ping: no PONG",
-		"Runs per VMM and case: 3 (+1 warm-up round)",
+		"Runs per VMM and case: 3 (+1 warm-up round",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}
 	}
+	if len(rep.Goals) != 2 || rep.Goals[1].Throughput.Met || !rep.Goals[1].Untouched.Met {
+		t.Errorf("goals stored in the report = %+v", rep.Goals)
+	}
 
 	// Without the failed run every case is complete and checked.
 	rep.Runs, rep.OtherLoad = rep.Runs[:len(rep.Runs)-1], 0.1
 	out.Reset()
-	if ok, err := writeMigrateReport(&out, rep, vmms, env); err != nil || !ok {
+	if ok, err := writeMigrateReport(&out, &rep, vmms, env); err != nil || !ok {
 		t.Errorf("writeMigrateReport = %v, %v; want ok", ok, err)
 	}
 	if strings.Contains(out.String(), "NOISY") {
 		t.Errorf("quiet host marked noisy:\n%s", out.String())
 	}
 
+	// One migration that failed fails the benchmark, though the case has
+	// completed runs.
+	failed := migrateRun{Case: filled.Name, Unlimited: true, VMM: "QEMU", Round: 4, Status: "failed",
+		Failures: []string{"migration failed: Broken pipe"}}
+	rep.Runs = append(rep.Runs, failed)
+	out.Reset()
+	if ok, err := writeMigrateReport(&out, &rep, vmms, env); err != nil || ok {
+		t.Errorf("writeMigrateReport with a failed migration = %v, %v; want not ok", ok, err)
+	}
+	if want := "| QEMU | 3/4 | 3/3 |"; !strings.Contains(out.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, out.String())
+	}
+
 	// A case with no completed run on one VMM is incomplete.
 	rep.Runs = rep.Runs[:2]
-	if ok, err := writeMigrateReport(io.Discard, rep, vmms, env); err != nil || ok {
+	if ok, err := writeMigrateReport(io.Discard, &rep, vmms, env); err != nil || ok {
 		t.Errorf("writeMigrateReport with the idle case missing = %v, %v; want not ok", ok, err)
 	}
 }
@@ -273,7 +309,7 @@ func TestFillRegionRetriesZeroPages(t *testing.T) {
 // once: the run fails at boot, and how both processes ended must still
 // reach the result (recorded by a deferred close after the return value).
 func TestMigrateOnceRecordsExits(t *testing.T) {
-	v := migrateVMM{Name: "fake", config: func(qmpSock, incoming string) vmmConfig {
+	v := migrateVMM{Name: "fake", config: func(_ int, qmpSock, incoming string) vmmConfig {
 		script := "exit 3"
 		if incoming != "" {
 			// exec: SIGTERM always lands on sleep itself (a trap could be

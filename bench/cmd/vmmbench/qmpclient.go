@@ -13,16 +13,19 @@ import (
 const qmpCallTimeout = 10 * time.Second
 
 // qmpClient is a negotiated QMP connection that runs one command at a time.
+// Events that arrive are kept, in order, for waitEvent.
 type qmpClient struct {
-	conn net.Conn
-	dec  *json.Decoder
+	conn   net.Conn
+	dec    *json.Decoder
+	events []qmpEvent
 }
 
-// qmpReply is any QMP message; events have Event set and are skipped.
+// qmpReply is any QMP message; events have Event set.
 type qmpReply struct {
-	Event  string          `json:"event"`
-	Return json.RawMessage `json:"return"`
-	Error  *struct {
+	Event     string          `json:"event"`
+	Timestamp *qmpTimestamp   `json:"timestamp"`
+	Return    json.RawMessage `json:"return"`
+	Error     *struct {
 		Class string `json:"class"`
 		Desc  string `json:"desc"`
 	} `json:"error"`
@@ -106,6 +109,7 @@ func (c *qmpClient) call(ctx context.Context, cmd string, args, ret any) error {
 		}
 		switch {
 		case r.Event != "":
+			c.keep(r)
 			continue
 		case r.Error != nil:
 			return fmt.Errorf("QMP %s: %s: %s", cmd, r.Error.Class, r.Error.Desc)
