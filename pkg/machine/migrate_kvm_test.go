@@ -2,7 +2,6 @@ package machine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -164,15 +163,15 @@ func testMigrate(t *testing.T, cpus int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := json.Marshal(st)
+	data, err := st.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("device state: %d bytes of JSON, %d MSRs on vCPU 0, xsave=%v xcrs=%v", len(data),
+	t.Logf("device state: %d bytes, %d MSRs on vCPU 0, xsave=%v xcrs=%v", len(data),
 		len(st.VCPUs[0].MSRs), len(st.VCPUs[0].XSave) > 0, st.VCPUs[0].XCRs != nil)
 	decode := func() *State {
 		var s State
-		if err := json.Unmarshal(data, &s); err != nil {
+		if err := s.UnmarshalBinary(data); err != nil {
 			t.Fatal(err)
 		}
 		return &s

@@ -11,8 +11,9 @@ import (
 )
 
 // StateVersion is the version of State this vmmd writes and reads. Bump it
-// whenever a field changes meaning; LoadState refuses any other.
-const StateVersion = 1
+// whenever a field changes meaning; LoadState refuses any other. Version
+// 2: the binary form.
+const StateVersion = 2
 
 // Sizes of the binary blobs in State, as KVM defines them.
 const (
@@ -27,8 +28,9 @@ const (
 )
 
 // State is the whole device state of a VM, without RAM: what a destination
-// needs, besides memory, to continue the guest. It is JSON-encodable (and
-// small: a few KiB per vCPU). Binary KVM structures whose size the decoder
+// needs, besides memory, to continue the guest. Migration sends it in its
+// binary form (MarshalBinary, stateenc.go); it is JSON-encodable too, for
+// logs and tests (a few KiB per vCPU). Binary KVM structures whose size the decoder
 // cannot enforce (LAPIC page, XSAVE area, irqchip state) are byte strings
 // with their exact length checked by Validate.
 type State struct {

@@ -134,7 +134,7 @@ func TestStateJSONRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(&got, s) {
 		t.Errorf("round trip changed the state:\n got %+v\nwant %+v", got, *s)
 	}
-	for _, key := range []string{`"version":1`, `"run-state":"running"`, `"vcpus":`, `"lapic":"`, `"ioapic":"`, `"disks":`} {
+	for _, key := range []string{`"version":2`, `"run-state":"running"`, `"vcpus":`, `"lapic":"`, `"ioapic":"`, `"disks":`} {
 		if !strings.Contains(string(b), key) {
 			t.Errorf("JSON lacks %s", key)
 		}
@@ -293,23 +293,26 @@ func TestXSaveBytesRoundTrip(t *testing.T) {
 	}
 }
 
-// FuzzStateDecode feeds arbitrary JSON through what a destination does with
-// a received State before touching KVM: decode, Validate, and the disk
-// checks against a device. None of it may panic.
+// FuzzStateDecode feeds arbitrary bytes through what a destination does
+// with a received State before touching KVM: binary decode, Validate, and
+// the disk checks against a device. None of it may panic, and a state that
+// decodes and validates survives a round trip unchanged.
 func FuzzStateDecode(f *testing.F) {
-	good, err := json.Marshal(sampleState())
+	good, err := sampleState().MarshalBinary()
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(good)
-	f.Add([]byte(`{"version":1,"run-state":"paused","config":{"cpus":1},"vcpus":[{"id":0,"lapic":"AAAA"}]}`))
-	f.Add([]byte(`{"version":1,"vcpus":[{"msrs":[{"index":16,"data":1},{"index":16}]}]}`))
-	f.Add([]byte(`{"disks":[{"Transport":{"Queues":[{"Size":65535,"Ready":true,"DescAddr":18446744073709551615}]},"Pending":[1,1]}]}`))
+	f.Add(good[:len(good)/2])
+	f.Add([]byte(stateMagic + "\x02\x00\x00\x00\x04\x00\x00\x00null\xff\xff\xff\xff"))
 	f.Add([]byte(`null`))
 	mem, dev := testDevice(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var s State
-		if err := json.Unmarshal(data, &s); err != nil {
+		if err := s.UnmarshalBinary(data); err != nil {
+			if !errors.Is(err, ErrBadState) {
+				t.Fatalf("decode error does not wrap ErrBadState: %v", err)
+			}
 			return
 		}
 		err := s.Validate()
@@ -323,16 +326,19 @@ func FuzzStateDecode(f *testing.F) {
 			return
 		}
 		// A valid state survives a round trip unchanged.
-		b, err := json.Marshal(&s)
+		b, err := s.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
 		}
 		var again State
-		if err := json.Unmarshal(b, &again); err != nil {
+		if err := again.UnmarshalBinary(b); err != nil {
 			t.Fatal(err)
 		}
 		if err := again.Validate(); err != nil {
 			t.Fatalf("re-encoded valid state no longer valid: %v", err)
+		}
+		if !reflect.DeepEqual(&again, &s) {
+			t.Fatalf("binary round trip changed a valid state")
 		}
 	})
 }

@@ -22,6 +22,8 @@ type dest struct {
 	rw io.ReadWriteCloser
 	r  *stream.Reader
 	w  *stream.Writer // the return path; nil when loading a file
+	// decodeTime is how long the device state took to decode (downtime).
+	decodeTime time.Duration
 }
 
 // runDest is the incoming engine: the goroutine that owns j.
@@ -74,9 +76,14 @@ func (d *dest) receive(ctx context.Context, l *listener) (*machine.State, error)
 	if err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	if err := d.vm.LoadState(ctx, st); err != nil {
 		return nil, fmt.Errorf("load device state: %w", err)
 	}
+	// The other half of the downtime: the source logs its steps, this side
+	// its own.
+	d.j.log.Info().Dur("decode_ms", d.decodeTime).Dur("load_state_ms", time.Since(t0)).
+		Msg("device state loaded; waiting for the source's commit")
 	if d.w == nil {
 		return st, nil // a saved file: its source already let go
 	}
@@ -149,21 +156,28 @@ func (d *dest) load(ctx context.Context) (*machine.State, error) {
 			if st != nil {
 				return nil, fmt.Errorf("RAM after the device state in section %d", sec.Seq)
 			}
-			var zero, normal uint64
-			err := stream.DecodeRAM(sec.Payload, func(gpa uint64, isZero bool, data []byte) error {
-				page, err := ram.Slice(gpa, pageSize)
+			var zero, normal, delta uint64
+			err := stream.DecodeRAM(sec.Payload, func(e stream.RAMEntry) error {
+				page, err := ram.Slice(e.GPA, pageSize)
 				if err != nil {
-					return fmt.Errorf("page %#x is outside this VM's RAM: %w", gpa, err)
+					return fmt.Errorf("page %#x is outside this VM's RAM: %w", e.GPA, err)
 				}
-				if isZero {
+				switch {
+				case e.Zero:
 					zero++
 					if !stream.IsZeroPage(page) {
 						clear(page)
 					}
-					return nil
+				case e.Delta:
+					// The page holds what an earlier section of this
+					// stream sent: every page comes whole (or zero) in
+					// the first pass, before any delta.
+					delta++
+					return stream.ApplyDelta(page, e.Data)
+				default:
+					normal++
+					copy(page, e.Data)
 				}
-				normal++
-				copy(page, data)
 				return nil
 			})
 			if err != nil {
@@ -172,15 +186,18 @@ func (d *dest) load(ctx context.Context) (*machine.State, error) {
 			d.j.mu.Lock()
 			d.j.c.duplicate += zero
 			d.j.c.normal += normal
+			d.j.c.xbzrlePages += delta
 			d.j.mu.Unlock()
 		case stream.KindDevice:
 			if st != nil {
 				return nil, fmt.Errorf("a second device state in section %d", sec.Seq)
 			}
+			t0 := time.Now()
 			st = new(machine.State)
-			if err := json.Unmarshal(sec.Payload, st); err != nil {
+			if err := st.UnmarshalBinary(sec.Payload); err != nil {
 				return nil, fmt.Errorf("decode device state: %w", err)
 			}
+			d.decodeTime = time.Since(t0)
 		case stream.KindEnd:
 			if st == nil {
 				return nil, errors.New("the stream ended without the device state")

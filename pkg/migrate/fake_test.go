@@ -179,7 +179,7 @@ func (v *fakeVM) SaveState(_ context.Context, was machine.RunState) (*machine.St
 	if v.State().Running() {
 		return nil, errors.New("save state: the VM is running")
 	}
-	return &machine.State{Version: 1, RunState: was, Config: v.cfg}, nil
+	return &machine.State{Version: machine.StateVersion, RunState: was, Config: v.cfg}, nil
 }
 
 func (v *fakeVM) LoadState(_ context.Context, s *machine.State) error {

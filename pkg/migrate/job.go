@@ -15,6 +15,7 @@ type job struct {
 	outgoing bool
 	uri      URI
 	params   Parameters // as they were when the migration started
+	xbzrle   bool       // the xbzrle capability when it started
 	lim      *limiter   // outgoing only
 	log      zerolog.Logger
 	emit     func(string, map[string]any)
@@ -140,6 +141,16 @@ func (j *job) info() Info {
 		DirtyPagesRate: j.c.dirtyRate, Mbps: j.c.mbps, DirtySyncCount: j.c.syncs, PageSize: pageSize,
 		PagesPerSecond: j.c.pagesPerSec, PrecopyBytes: j.c.precopyBytes, DowntimeBytes: j.c.downtimeBytes}
 	in.RAM = ram
+	if j.xbzrle {
+		x := &XBZRLEInfo{Bytes: j.c.xbzrleBytes, Pages: j.c.xbzrlePages, CacheMiss: j.c.cacheMiss, Overflow: j.c.overflow}
+		if j.outgoing {
+			x.CacheSize = j.params.XBZRLECacheSize
+		}
+		if n := x.Pages + x.CacheMiss; n > 0 {
+			x.CacheMissRate = float64(x.CacheMiss) / float64(n)
+		}
+		in.XBZRLECache = x
+	}
 	in.SetupTime = msOf(j.setupTime)
 	if j.st == StatusCompleted {
 		in.TotalTime = msOf(j.total)

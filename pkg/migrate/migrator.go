@@ -67,8 +67,12 @@ type Migrator struct {
 // New returns a Migrator for cfg.VM.
 func New(cfg Config) *Migrator {
 	life, stop := context.WithCancel(context.Background())
+	params := DefaultParameters()
+	params.XBZRLECacheSize = defaultCacheSize(cfg.VM.RAM().Size() / pageSize * pageSize)
+	// Page deltas are on by default: they cost the source a bounded cache
+	// and win most in the last pass, which is downtime.
 	return &Migrator{cfg: cfg, log: cfg.Log.With().Str("component", "migration").Logger(),
-		life: life, stop: stop, params: DefaultParameters(), caps: map[string]bool{},
+		life: life, stop: stop, params: params, caps: map[string]bool{"xbzrle": true},
 		autostart: cfg.Autostart, incoming: cfg.Incoming}
 }
 
@@ -312,7 +316,7 @@ func (m *Migrator) newJob(outgoing bool, u URI) *job {
 	ctx, cancel := context.WithCancel(m.life)
 	j := &job{outgoing: outgoing, uri: u, ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		start: time.Now(), st: StatusNone, emit: m.emitter(), log: m.log.With().Str("uri", u.String()).Logger(),
-		params: m.params}
+		params: m.params, xbzrle: m.caps["xbzrle"]}
 	if outgoing {
 		j.lim = newLimiter(m.params.MaxBandwidth)
 		if !u.returnPath() {

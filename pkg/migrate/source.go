@@ -36,6 +36,8 @@ type source struct {
 	// committed: commit was sent; from here on the source never resumes.
 	committed bool
 	pending   dirtySet
+	// cache holds the pages that may go as deltas; nil without xbzrle.
+	cache *pageCache
 }
 
 // runSource is the outgoing engine: the goroutine that owns j.
@@ -120,37 +122,67 @@ func (s *source) handshake(ctx context.Context) error {
 // precopy sends all of RAM, then the pages dirtied meanwhile, pass after
 // pass, until what is left can be sent within downtime-limit (or the guest
 // is not running, so nothing more will be dirtied).
+//
+// With page deltas (xbzrle), a guest that keeps rewriting pages gets two
+// more passes before switchover even when the estimate already fits: the
+// second pass fills the cache with the pages being rewritten, the third
+// sends them as deltas and measures what a delta costs. The last pass,
+// which is downtime, then sends deltas too instead of whole pages.
 func (s *source) precopy(ctx context.Context) error {
 	s.pending.all()
+	if s.j.xbzrle {
+		s.cache = newPageCache(s.vm.RAM(), s.j.params.XBZRLECacheSize)
+	}
+	minPasses := 1
 	for pass := 1; ; pass++ {
 		if err := s.checkAbort(); err != nil {
 			return err
 		}
-		t0, b0 := time.Now(), s.w.Bytes()
-		if err := s.sendPass(ctx, uint32(pass)); err != nil {
+		ps, err := s.sendPass(ctx, uint32(pass))
+		if err != nil {
 			return err
 		}
-		elapsed := time.Since(t0)
 		dirty, err := s.sync()
 		if err != nil {
 			return err
 		}
-		bw := bandwidth(s.w.Bytes()-b0, elapsed) // bytes per second
-		expected := time.Duration(float64(dirty*pageSize) / bw * float64(time.Second))
+		if pass == 1 && s.cache != nil && dirty >= minDeltaPages {
+			minPasses = 3
+		}
+		expected := expectedDowntime(dirty, ps)
+		bw := bandwidth(ps.bytes, ps.elapsed)
 		s.j.mu.Lock()
 		s.j.c.remaining = dirty * pageSize
 		s.j.c.expectedDowntime = expected
 		s.j.c.mbps = bw * 8 / 1e6
-		if elapsed > 0 {
-			s.j.c.dirtyRate = uint64(float64(dirty) / elapsed.Seconds())
+		if ps.elapsed > 0 {
+			s.j.c.dirtyRate = uint64(float64(dirty) / ps.elapsed.Seconds())
 		}
 		s.j.mu.Unlock()
+		if !s.vm.State().Running() {
+			return nil
+		}
 		// downtime-limit is read afresh each pass: orchestrators (libvirt's
 		// migrate-setmaxdowntime) raise it while a migration runs.
-		if !s.vm.State().Running() || expected <= ms(s.m.Parameters().DowntimeLimit) {
+		if pass >= minPasses && expected <= ms(s.m.Parameters().DowntimeLimit) {
 			return nil
 		}
 	}
+}
+
+// minDeltaPages is the dirty set after the first pass below which the
+// extra passes for deltas are not worth their time.
+const minDeltaPages = 256
+
+// expectedDowntime predicts how long sending dirty pages takes, from what
+// the last pass spent per page it sent with data (whole or as a delta);
+// zero and unchanged pages cost almost nothing and would flatter it.
+func expectedDowntime(dirty uint64, ps passStats) time.Duration {
+	if ps.data == 0 {
+		bw := bandwidth(ps.bytes, ps.elapsed)
+		return time.Duration(float64(dirty*pageSize) / bw * float64(time.Second))
+	}
+	return time.Duration(float64(ps.elapsed) / float64(ps.data) * float64(dirty))
 }
 
 // bandwidth is the measured rate of a pass, with a floor so that a pass
@@ -206,7 +238,7 @@ func (s *source) switchover(ctx context.Context) error {
 	if _, err := s.sync(); err != nil {
 		return err
 	}
-	if err := s.sendPass(ctx, 0); err != nil {
+	if _, err := s.sendPass(ctx, 0); err != nil {
 		return err
 	}
 	mark("last_pages_ms")
@@ -214,7 +246,7 @@ func (s *source) switchover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("save device state: %w", err)
 	}
-	dev, err := json.Marshal(st)
+	dev, err := st.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("encode device state: %w", err)
 	}

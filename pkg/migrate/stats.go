@@ -22,17 +22,32 @@ type RAMInfo struct {
 	PostcopyBytes    uint64  `json:"postcopy-bytes"`
 }
 
+// XBZRLEInfo is query-migrate's "xbzrle-cache" member (QEMU's names):
+// what the page deltas did. Present when the xbzrle capability is on.
+type XBZRLEInfo struct {
+	CacheSize uint64 `json:"cache-size"`
+	// Bytes and Pages: stream bytes and pages sent (received) as deltas.
+	Bytes uint64 `json:"bytes"`
+	Pages uint64 `json:"pages"`
+	// CacheMiss: dirty pages sent whole for want of a cached copy.
+	CacheMiss     uint64  `json:"cache-miss"`
+	CacheMissRate float64 `json:"cache-miss-rate"`
+	// Overflow: pages that changed too much for a delta.
+	Overflow uint64 `json:"overflow"`
+}
+
 // Info is query-migrate's reply. Members are filled as QEMU fills them:
 // nothing before the first migration; status and error-desc only for a
 // failed or cancelled one; the figures while active and once completed.
 type Info struct {
-	Status           Status   `json:"status,omitempty"`
-	RAM              *RAMInfo `json:"ram,omitempty"`
-	TotalTime        *int64   `json:"total-time,omitempty"`
-	ExpectedDowntime *int64   `json:"expected-downtime,omitempty"`
-	Downtime         *int64   `json:"downtime,omitempty"`
-	SetupTime        *int64   `json:"setup-time,omitempty"`
-	ErrorDesc        string   `json:"error-desc,omitempty"`
+	Status           Status      `json:"status,omitempty"`
+	RAM              *RAMInfo    `json:"ram,omitempty"`
+	TotalTime        *int64      `json:"total-time,omitempty"`
+	ExpectedDowntime *int64      `json:"expected-downtime,omitempty"`
+	Downtime         *int64      `json:"downtime,omitempty"`
+	SetupTime        *int64      `json:"setup-time,omitempty"`
+	ErrorDesc        string      `json:"error-desc,omitempty"`
+	XBZRLECache      *XBZRLEInfo `json:"xbzrle-cache,omitempty"`
 }
 
 // counters are a job's running figures, guarded by the job's mutex.
@@ -46,6 +61,10 @@ type counters struct {
 	mbps              float64
 	pagesPerSec       uint64
 	expectedDowntime  time.Duration
+	// xbzrle: pages sent (received) as deltas and their stream bytes;
+	// cacheMiss: dirty pages sent whole for want of a cached copy (no slot,
+	// or changed too much: overflow counts those).
+	xbzrlePages, xbzrleBytes, cacheMiss, overflow uint64
 }
 
 func msOf(d time.Duration) *int64 {

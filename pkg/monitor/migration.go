@@ -42,6 +42,7 @@ func (mon *Monitor) migrationCommands() []command {
 			{Name: "max-bandwidth", Type: qmp.TypeSize, Optional: true},
 			{Name: "x-inactivate-timeout", Type: qmp.TypeUint64, Optional: true},
 			{Name: "x-handover-timeout", Type: qmp.TypeUint64, Optional: true},
+			{Name: "xbzrle-cache-size", Type: qmp.TypeSize, Optional: true},
 		}}, handler: mon.setParams},
 	}
 }
@@ -100,6 +101,9 @@ func (mon *Monitor) setParams(_ context.Context, args qmp.Args) (any, error) {
 		}
 		if v, ok := args.Uint("x-handover-timeout"); ok {
 			p.HandoverTimeout = v
+		}
+		if v, ok := args.Uint("xbzrle-cache-size"); ok {
+			p.XBZRLECacheSize = v
 		}
 	}))
 }

@@ -48,10 +48,8 @@ func FuzzReader(f *testing.F) {
 			}
 			switch s.Kind {
 			case KindRAM:
-				_ = DecodeRAM(s.Payload, func(gpa uint64, zero bool, data []byte) error {
-					if gpa%PageSize != 0 || zero != (data == nil) || (!zero && len(data) != PageSize) {
-						t.Fatalf("DecodeRAM gave gpa 0x%x zero %v with %d bytes", gpa, zero, len(data))
-					}
+				_ = DecodeRAM(s.Payload, func(e RAMEntry) error {
+					checkEntry(t, e)
 					return nil
 				})
 			case KindPass:
@@ -133,6 +131,21 @@ func fixChecksums(data []byte) []byte {
 	return data
 }
 
+// checkEntry checks the shape of an entry DecodeRAM accepted.
+func checkEntry(t *testing.T, e RAMEntry) {
+	t.Helper()
+	switch {
+	case e.GPA%PageSize != 0:
+		t.Fatalf("DecodeRAM gave unaligned gpa 0x%x", e.GPA)
+	case e.Zero && (e.Delta || e.Data != nil):
+		t.Fatalf("zero entry at 0x%x with delta %v and %d bytes", e.GPA, e.Delta, len(e.Data))
+	case e.Delta && (len(e.Data) == 0 || len(e.Data) > MaxDelta || checkDelta(e.Data) != ""):
+		t.Fatalf("delta entry at 0x%x of %d bytes: %q", e.GPA, len(e.Data), checkDelta(e.Data))
+	case !e.Zero && !e.Delta && len(e.Data) != PageSize:
+		t.Fatalf("page at 0x%x with %d bytes", e.GPA, len(e.Data))
+	}
+}
+
 // FuzzDecodeRAM feeds arbitrary payloads to DecodeRAM: it must not panic,
 // must either account for every byte or fail with ErrMalformed at an entry
 // boundary, and must agree with RAMBatch about what it accepted. Run it with
@@ -143,6 +156,9 @@ func FuzzDecodeRAM(f *testing.F) {
 	b.Add(0, page)
 	page[5] = 9
 	b.Add(0x7000, page)
+	prev := bytes.Clone(page)
+	page[100], page[4000] = 1, 2
+	b.AddDelta(0x9000, page, prev)
 	f.Add(bytes.Clone(b.Payload()))
 	f.Add(b.Payload()[:RAMEntryHeader+100])
 	f.Add(binary.LittleEndian.AppendUint64(nil, 0x1002))
@@ -151,12 +167,43 @@ func FuzzDecodeRAM(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		var entries []ramEntry
 		consumed := 0
-		err := DecodeRAM(payload, func(gpa uint64, zero bool, data []byte) error {
-			if gpa%PageSize != 0 || zero != (data == nil) || (!zero && len(data) != PageSize) {
-				t.Fatalf("gpa 0x%x zero %v with %d bytes", gpa, zero, len(data))
+		err := DecodeRAM(payload, func(e RAMEntry) error {
+			checkEntry(t, e)
+			consumed += RAMEntryHeader + len(e.Data)
+			if e.Delta {
+				// A delta applied to any page re-encodes, against that
+				// page, to a delta that gives the same result.
+				consumed += deltaLenSize
+				base := make([]byte, PageSize)
+				for i := range base {
+					base[i] = byte(i)
+				}
+				want := bytes.Clone(base)
+				if err := ApplyDelta(want, e.Data); err != nil {
+					t.Fatalf("DecodeRAM accepted a delta ApplyDelta refuses: %v", err)
+				}
+				var db RAMBatch
+				prev := bytes.Clone(base)
+				switch db.AddDelta(e.GPA, want, prev) {
+				case DeltaSent:
+					got := bytes.Clone(base)
+					if err := DecodeRAM(db.Payload(), func(d RAMEntry) error { return ApplyDelta(got, d.Data) }); err != nil {
+						t.Fatalf("re-encoded delta: %v", err)
+					}
+					if !bytes.Equal(got, want) {
+						t.Fatal("re-encoded delta gives another page")
+					}
+				case DeltaUnchanged:
+					if !bytes.Equal(want, base) {
+						t.Fatal("AddDelta called a changed page unchanged")
+					}
+				}
+				if !bytes.Equal(prev, want) && db.Pages() == 1 {
+					t.Fatal("AddDelta left prev different from what it sent")
+				}
+				return nil
 			}
-			consumed += RAMEntryHeader + len(data)
-			entries = append(entries, ramEntry{gpa, zero, data})
+			entries = append(entries, ramEntry{e.GPA, e.Zero, e.Data})
 			return nil
 		})
 		if err != nil {

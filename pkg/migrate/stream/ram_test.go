@@ -18,8 +18,11 @@ type ramEntry struct {
 func decodeAll(t testing.TB, payload []byte) []ramEntry {
 	t.Helper()
 	var out []ramEntry
-	err := DecodeRAM(payload, func(gpa uint64, zero bool, data []byte) error {
-		out = append(out, ramEntry{gpa, zero, bytes.Clone(data)})
+	err := DecodeRAM(payload, func(e RAMEntry) error {
+		if e.Delta {
+			t.Fatalf("decodeAll: delta entry at gpa 0x%x", e.GPA)
+		}
+		out = append(out, ramEntry{e.GPA, e.Zero, bytes.Clone(e.Data)})
 		return nil
 	})
 	if err != nil {
@@ -107,15 +110,15 @@ func TestDecodeRAMMalformed(t *testing.T) {
 	}{
 		{"short word", []byte{0, 0x10, 0, 0, 0}, 0, "entry 0: 5 bytes left, need 8"},
 		{"short word after entry", append(bytes.Clone(zeroEntry), 1), 8, "entry 1: 1 bytes left"},
-		{"unknown flag", word(0x5000 | 2), 0, "unknown flag bits 0x002"},
-		{"unaligned gpa", append(bytes.Clone(zeroEntry), word(0x6123)...), 8, "entry 1: address word 0x0000000000006123 has unknown flag bits 0x122"},
+		{"unknown flag", word(0x5000 | 4), 0, "unknown flag bits 0x004"},
+		{"unaligned gpa", append(bytes.Clone(zeroEntry), word(0x6123)...), 8, "entry 1: address word 0x0000000000006123 has unknown flag bits 0x120"},
 		{"short page", append(word(0x7000), make([]byte, PageSize-1)...), 0, "page at gpa 0x7000 has 4095 data bytes, want 4096"},
 		{"missing page", word(0x7000), 0, "has 0 data bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := 0
-			err := DecodeRAM(tc.payload, func(uint64, bool, []byte) error { calls++; return nil })
+			err := DecodeRAM(tc.payload, func(RAMEntry) error { calls++; return nil })
 			fe := wantFormatError(t, err, ErrMalformed)
 			if !fe.InPayload || fe.Kind != KindRAM || fe.Offset != tc.off {
 				t.Errorf("FormatError %+v, want in ram payload at %d", fe, tc.off)
@@ -137,8 +140,8 @@ func TestDecodeRAMCallbackError(t *testing.T) {
 	b.Add(0x1000, page)
 	b.Add(0x9000, page)
 	boom := errors.New("outside guest RAM")
-	err := DecodeRAM(b.Payload(), func(gpa uint64, zero bool, data []byte) error {
-		if gpa == 0x9000 {
+	err := DecodeRAM(b.Payload(), func(e RAMEntry) error {
+		if e.GPA == 0x9000 {
 			return boom
 		}
 		return nil
@@ -192,9 +195,9 @@ func BenchmarkRAMBatch(b *testing.B) {
 		for i := range pages {
 			batch.Add(uint64(i)*PageSize, mem[i*PageSize:(i+1)*PageSize])
 		}
-		err := DecodeRAM(batch.Payload(), func(gpa uint64, zero bool, data []byte) error {
-			if !zero {
-				sum += data[0]
+		err := DecodeRAM(batch.Payload(), func(e RAMEntry) error {
+			if !e.Zero {
+				sum += e.Data[0]
 			}
 			return nil
 		})
@@ -213,5 +216,112 @@ func BenchmarkIsZeroPage(b *testing.B) {
 		if !IsZeroPage(p) {
 			b.Fatal("zero page not zero")
 		}
+	}
+}
+
+// AddDelta against the previous contents gives the destination exactly the
+// new page, keeps prev equal to it, and falls back to a whole page when too
+// much changed.
+func TestRAMDelta(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	old := make([]byte, PageSize)
+	for i := range old {
+		old[i] = byte(rng.Uint32())
+	}
+	cases := []struct {
+		name    string
+		change  func(p []byte)
+		want    DeltaResult
+		maxSize int
+	}{
+		{"unchanged", func([]byte) {}, DeltaUnchanged, 0},
+		{"one byte", func(p []byte) { p[777]++ }, DeltaSent, RAMEntryHeader + deltaLenSize + deltaRunHeader + 8},
+		{"first and last byte", func(p []byte) { p[0]++; p[PageSize-1]++ }, DeltaSent, RAMEntryHeader + deltaLenSize + 2*(deltaRunHeader+8)},
+		{"a byte per 64", func(p []byte) {
+			for i := 5; i < PageSize; i += 64 {
+				p[i]++
+			}
+		}, DeltaSent, RAMEntryHeader + deltaLenSize + 64*(deltaRunHeader+8)},
+		{"a 300-byte run across blocks", func(p []byte) {
+			for i := 60; i < 360; i++ {
+				p[i] ^= 0xff
+			}
+		}, DeltaSent, RAMEntryHeader + deltaLenSize + deltaRunHeader + 312},
+		{"everything", func(p []byte) {
+			for i := range p {
+				p[i] ^= 0x5a
+			}
+		}, DeltaTooBig, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			page := bytes.Clone(old)
+			c.change(page)
+			prev := bytes.Clone(old)
+			var b RAMBatch
+			got := b.AddDelta(0x3000, page, prev)
+			if got != c.want {
+				t.Fatalf("AddDelta = %d, want %d", got, c.want)
+			}
+			if got != DeltaSent {
+				if b.Len() != 0 || b.Pages() != 0 {
+					t.Fatalf("nothing sent, but the batch holds %d bytes", b.Len())
+				}
+				return
+			}
+			if b.Len() > c.maxSize {
+				t.Errorf("delta is %d bytes, want at most %d", b.Len(), c.maxSize)
+			}
+			if !bytes.Equal(prev, page) {
+				t.Error("prev differs from the page after the delta")
+			}
+			dst := bytes.Clone(old)
+			err := DecodeRAM(b.Payload(), func(e RAMEntry) error {
+				if !e.Delta || e.GPA != 0x3000 {
+					t.Fatalf("entry %+v, want a delta at 0x3000", e)
+				}
+				return ApplyDelta(dst, e.Data)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(dst, page) {
+				t.Error("the destination's page differs after the delta")
+			}
+		})
+	}
+}
+
+func TestDecodeRAMBadDelta(t *testing.T) {
+	entry := func(runs ...uint16) []byte {
+		var d []byte
+		for i := 0; i+1 < len(runs); i += 2 {
+			d = binary.LittleEndian.AppendUint16(d, runs[i])
+			d = binary.LittleEndian.AppendUint16(d, runs[i+1])
+			d = append(d, make([]byte, runs[i+1])...)
+		}
+		p := binary.LittleEndian.AppendUint64(nil, 0x4000|RAMFlagDelta)
+		p = binary.LittleEndian.AppendUint16(p, uint16(len(d)))
+		return append(p, d...)
+	}
+	for _, c := range []struct {
+		name    string
+		payload []byte
+		detail  string
+	}{
+		{"empty run", entry(0, 0), "is empty"},
+		{"past the page", entry(4090, 8), "goes past the page"},
+		{"overlapping runs", entry(0, 16, 8, 8), "before the end of the previous run"},
+		{"no length", binary.LittleEndian.AppendUint64(nil, 0x4000|RAMFlagDelta), "has no length"},
+		{"zero and delta", binary.LittleEndian.AppendUint64(nil, 0x4000|RAMFlagDelta|RAMFlagZero), "both zero page and delta"},
+		{"short", entry(0, 16)[:20], "of its"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := DecodeRAM(c.payload, nil)
+			wantFormatError(t, err, ErrMalformed)
+			if !strings.Contains(err.Error(), c.detail) {
+				t.Errorf("error %q lacks %q", err, c.detail)
+			}
+		})
 	}
 }

@@ -31,8 +31,9 @@ const (
 	// Magic opens every stream, so that a wrong peer or a wrong file is
 	// recognised before anything else is interpreted.
 	Magic = "VMMDMIG\x00"
-	// Version is the only format version this package reads and writes.
-	Version = 1
+	// Version is the only format version this package reads and writes
+	// (2: RAM delta entries and the binary device state).
+	Version = 2
 	// DefaultMaxPayload is the largest section payload a Reader accepts
 	// when its constructor is given 0.
 	DefaultMaxPayload = 16 << 20

@@ -96,8 +96,8 @@ func TestHeaderErrors(t *testing.T) {
 		{"short after magic", good[:13], ErrTruncated, "after 13 of 20 header bytes"},
 		{"http", []byte("HTTP/1.1 400 Bad Request\r\n"), ErrBadMagic, `got "HTTP/1.1"`},
 		{"bad magic short stream", []byte("QEVMxxxx"), ErrBadMagic, `want "VMMDMIG\x00"`},
-		{"version 2", header(Magic, 2, 0), ErrVersion, "got 2, want 1"},
-		{"version 0", header(Magic, 0, 0), ErrVersion, "got 0, want 1"},
+		{"version 3", header(Magic, 3, 0), ErrVersion, "got 3, want 2"},
+		{"version 0", header(Magic, 0, 0), ErrVersion, "got 0, want 2"},
 		{"checksum", badSum, ErrChecksum, "got 0x"},
 		{"flags", header(Magic, Version, 4), ErrMalformed, "flags 0x4"},
 	}

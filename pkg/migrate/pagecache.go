@@ -1,0 +1,68 @@
+package migrate
+
+import "github.com/vmmd/vmmd/pkg/memory"
+
+// pageCache holds the source's copy of each page it may send as a delta:
+// exactly what the destination holds for that page (stream.AddDelta keeps
+// it so). Only pages sent again after the first pass get a slot, the ones
+// the guest keeps rewriting, and only as many as xbzrle-cache-size allows;
+// a page without a slot is sent whole, as without the cache.
+type pageCache struct {
+	regions []memory.Region
+	base    []uint64 // index of each region's first page
+	slot    []int32  // per page: its slot + 1, or 0
+	arena   []byte
+	used    int
+}
+
+// newPageCache returns a cache of size bytes for ram, or nil if size holds
+// no page. The arena is allocated lazily by the kernel: slots never used
+// cost nothing.
+func newPageCache(ram *memory.Memory, size uint64) *pageCache {
+	if size < pageSize {
+		return nil
+	}
+	c := &pageCache{regions: ram.Regions()}
+	var pages uint64
+	for _, r := range c.regions {
+		c.base = append(c.base, pages)
+		pages += r.Size / pageSize
+	}
+	size = min(size, pages*pageSize)
+	c.slot = make([]int32, pages)
+	c.arena = make([]byte, size)
+	return c
+}
+
+// index returns the page number of gpa, or false outside RAM.
+func (c *pageCache) index(gpa uint64) (uint64, bool) {
+	for i, r := range c.regions {
+		if gpa >= r.GPA && gpa-r.GPA < r.Size {
+			return c.base[i] + (gpa-r.GPA)/pageSize, true
+		}
+	}
+	return 0, false
+}
+
+// lookup returns the cached copy of the page at gpa, or nil.
+func (c *pageCache) lookup(gpa uint64) []byte {
+	i, ok := c.index(gpa)
+	if !ok || c.slot[i] == 0 {
+		return nil
+	}
+	off := int(c.slot[i]-1) * pageSize
+	return c.arena[off : off+pageSize : off+pageSize]
+}
+
+// insert gives the page at gpa a slot and returns it (to be filled with
+// what is sent), or nil when the cache is full.
+func (c *pageCache) insert(gpa uint64) []byte {
+	i, ok := c.index(gpa)
+	if !ok || (c.used+1)*pageSize > len(c.arena) {
+		return nil
+	}
+	c.used++
+	c.slot[i] = int32(c.used)
+	off := (c.used - 1) * pageSize
+	return c.arena[off : off+pageSize : off+pageSize]
+}
