@@ -128,6 +128,7 @@ func (d *dest) checkConfig() error {
 	if err := d.vm.MigrationConfig().Check(src); err != nil {
 		return fmt.Errorf("the source's VM does not match this one: %w", err)
 	}
+	machine.WarmStateCodec() // not in the downtime
 	return d.reply(stream.KindAccept, nil)
 }
 

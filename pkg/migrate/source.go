@@ -104,6 +104,7 @@ func (s *source) handshake(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("encode the VM configuration: %w", err)
 	}
+	machine.WarmStateCodec() // not in the downtime
 	if err := s.w.WriteHeader(); err != nil {
 		return fmt.Errorf("send stream header: %w", err)
 	}
