@@ -65,7 +65,9 @@ test-examples: build guest
 	$(GO) test -count=1 -timeout 10m -run TestExamples -v ./cmd/vmmctl
 
 # test-linux: Debian's stock kernel on vmmd on real KVM, nested: QEMU (TCG,
-# emulated AMD CPU with SVM) runs an L1 Linux whose kvm-amd runs vmmd.
+# emulated AMD CPU with SVM) runs an L1 Linux whose kvm-amd runs vmmd:
+# boots (1 and 2 vCPUs, bzImage and PVH), disk, reboot, QMP, and a live
+# migration A->B->C with the disk on a shared file (test/linux/l1-init.sh).
 # The Go test parses the scenario lines L1 prints into one subtest each and
 # fails (never skips) when a scenario fails or L1 reports no result.
 test-linux: build

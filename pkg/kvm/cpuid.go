@@ -106,21 +106,60 @@ func unmarshalCPUID2(buf []byte) (*CPUID, error) {
 	return c, nil
 }
 
-// getCPUID2 runs a kvm_cpuid2-returning ioctl, doubling the buffer on E2BIG.
+// getCPUID2 runs a kvm_cpuid2-returning ioctl (see queryCPUID2).
 func getCPUID2(fd int, name string, req uintptr) (*CPUID, error) {
-	for n := 128; ; n *= 2 {
-		buf := marshalCPUID2(n, nil)
+	return queryCPUID2(name, func(buf []byte) error {
 		_, err := ioctlBuf(fd, req, buf)
+		return err
+	})
+}
+
+// queryCPUID2 runs a kvm_cpuid2-returning ioctl through do, doubling the
+// buffer on E2BIG, and returns exactly the entries the kernel filled in.
+//
+// Before Linux 6.4 KVM_GET_CPUID2 reports its entry count neither on
+// success (nent stays what the caller passed) nor on E2BIG (the kernel
+// copies the header back only on success), so a reply whose nent is the
+// whole buffer may end in unfilled, zeroed entries: a zero leaf 0 that
+// compares unequal to the real one (seen on Debian's 6.1, where every
+// migration was refused over "CPUID leaf 0x0.0"). Then the count is the
+// smallest buffer the ioctl accepts, E2BIG meaning "too small", found by
+// bisection.
+func queryCPUID2(name string, do func([]byte) error) (*CPUID, error) {
+	n := 128
+	tooSmall := -1 // the largest size known to be refused with E2BIG
+	var buf []byte
+	for {
+		buf = marshalCPUID2(n, nil)
+		err := do(buf)
 		if errors.Is(err, unix.E2BIG) && n < maxCPUIDEntries {
+			tooSmall = n
+			n *= 2
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		c, err := unmarshalCPUID2(buf)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		return c, nil
+		break
 	}
+	if int(binary.LittleEndian.Uint32(buf)) == n {
+		for n-tooSmall > 1 {
+			mid := tooSmall + (n-tooSmall)/2
+			b := marshalCPUID2(mid, nil)
+			err := do(b)
+			switch {
+			case err == nil:
+				n, buf = mid, b
+			case errors.Is(err, unix.E2BIG):
+				tooSmall = mid
+			default:
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	c, err := unmarshalCPUID2(buf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
 }

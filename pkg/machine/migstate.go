@@ -69,7 +69,8 @@ type VCPUState struct {
 	// XSave is struct kvm_xsave (4096 bytes); empty when the host has no
 	// KVM_GET_XSAVE. It carries MXCSR, which KVM_GET_FPU loses.
 	XSave []byte `json:"xsave,omitempty"`
-	// XCRs is nil when the host has no KVM_GET_XCRS.
+	// XCRs is nil when the host has no KVM_GET_XCRS or reports no XCRs
+	// (no XSAVE: KVM_SET_XCRS would refuse even an empty set).
 	XCRs *kvm.XCRs `json:"xcrs,omitempty"`
 	// MSRs are every MSR KVM lists (KVM_GET_MSR_INDEX_LIST) that this vCPU
 	// could read: TSC, kvmclock and PV MSRs, syscall MSRs, ...

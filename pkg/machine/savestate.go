@@ -202,9 +202,13 @@ func (m *Machine) checkLoad(ctx context.Context, s *State) error {
 					return fmt.Errorf("the source sent XSAVE state, this host has none: %w", err)
 				}
 			}
-			if vs.XCRs != nil {
-				if _, err := c.GetXCRs(); err != nil {
+			if vs.XCRs != nil && vs.XCRs.NrXCRs > 0 {
+				x, err := c.GetXCRs()
+				if err != nil {
 					return fmt.Errorf("the source sent XCRs, this host has none: %w", err)
+				}
+				if usableXCRs(x, nil) == nil {
+					return fmt.Errorf("the source sent %d XCRs, this host has none (no XSAVE)", vs.XCRs.NrXCRs)
 				}
 			}
 			id, err := c.GetCPUID2()

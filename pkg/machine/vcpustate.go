@@ -36,14 +36,12 @@ func saveVCPUFull(c *kvm.VCPU, msrIndex []uint32) (VCPUState, error) {
 	if s.FPU, err = c.GetFPU(); err != nil {
 		return s, err
 	}
-	// XSAVE and XCRs are optional: a host without XSAVE refuses both
-	// ioctls, and then the FPU state above is all there is.
+	// XSAVE and XCRs are optional: a host may refuse either ioctl, and
+	// then the FPU state above is all there is.
 	if x, err := c.GetXSave(); err == nil {
 		s.XSave = xsaveBytes(x)
 	}
-	if x, err := c.GetXCRs(); err == nil {
-		s.XCRs = &x
-	}
+	s.XCRs = usableXCRs(c.GetXCRs())
 	if s.MSRs, err = readMSRs(c, msrIndex); err != nil {
 		return s, err
 	}
@@ -122,7 +120,9 @@ func restoreVCPUFull(c *kvm.VCPU, s *VCPUState) error {
 			return err
 		}
 	}
-	if s.XCRs != nil {
+	// An empty set is no XCRs (see usableXCRs): KVM_SET_XCRS would refuse
+	// it on a host without XSAVE.
+	if s.XCRs != nil && s.XCRs.NrXCRs > 0 {
 		if err := c.SetXCRs(*s.XCRs); err != nil {
 			return err
 		}
@@ -163,6 +163,19 @@ func restoreVCPUFull(c *kvm.VCPU, s *VCPUState) error {
 	return c.SetDebugRegs(s.Debug)
 }
 
+// usableXCRs returns what KVM_GET_XCRS answered if there is anything to
+// migrate, else nil. A host without XSAVE answers with zero XCRs rather
+// than an error (Linux 6.1, kvm_vcpu_ioctl_x86_get_xcrs) but refuses
+// KVM_SET_XCRS with EINVAL even for zero: saving that empty set made every
+// migration between two such hosts fail (the nested harness's L1, an
+// emulated CPU without XSAVE).
+func usableXCRs(x kvm.XCRs, err error) *kvm.XCRs {
+	if err != nil || x.NrXCRs == 0 {
+		return nil
+	}
+	return &x
+}
+
 func writeMSRs(c *kvm.VCPU, entries []kvm.MSREntry) error {
 	n, err := c.SetMSRs(entries)
 	if err != nil {
@@ -196,7 +209,8 @@ func xsaveFromBytes(b []byte) (*kvm.XSave, error) {
 // checkCPUID compares the guest's CPUID on the source with this vCPU's.
 // The guest has already looked at it, so any difference is a feature that
 // could vanish under it. The timing leaf's TSC frequency is left to the
-// TSC check, which knows the tolerance.
+// TSC check, which knows the tolerance, and the bits KVM derives from the
+// vCPU's state are left out (see dynamicCPUID).
 func checkCPUID(id int, source, local []kvm.CPUIDEntry) error {
 	type key struct{ fn, idx uint32 }
 	k := func(e kvm.CPUIDEntry) key {
@@ -219,10 +233,11 @@ func checkCPUID(id int, source, local []kvm.CPUIDEntry) error {
 			errs = append(errs, fmt.Errorf("vCPU %d: CPUID leaf %#x.%d: the source has it, this host does not", id, kk.fn, kk.idx))
 			continue
 		}
+		ms, ml := dynamicCPUID(s), dynamicCPUID(l)
 		if s.Function == cpuidTiming {
-			s.EAX, l.EAX = 0, 0
+			ms.EAX, ml.EAX = 0, 0
 		}
-		if s.EAX != l.EAX || s.EBX != l.EBX || s.ECX != l.ECX || s.EDX != l.EDX {
+		if ms.EAX != ml.EAX || ms.EBX != ml.EBX || ms.ECX != ml.ECX || ms.EDX != ml.EDX {
 			errs = append(errs, fmt.Errorf("vCPU %d: CPUID leaf %#x.%d: source has %08x %08x %08x %08x, this host %08x %08x %08x %08x",
 				id, kk.fn, kk.idx, s.EAX, s.EBX, s.ECX, s.EDX, l.EAX, l.EBX, l.ECX, l.EDX))
 		}
@@ -236,6 +251,38 @@ func checkCPUID(id int, source, local []kvm.CPUIDEntry) error {
 		errs = append(errs[:8], fmt.Errorf("and %d more CPUID differences", len(errs)-8))
 	}
 	return errors.Join(errs...)
+}
+
+// CPUID bits that KVM recomputes from the vCPU's state
+// (kvm_update_cpuid_runtime) whenever CR4, XCR0 or the APIC base change.
+const (
+	cpuid1ECXOSXSAVE = 1 << 27 // CR4.OSXSAVE
+	cpuid1EDXAPIC    = 1 << 9  // IA32_APIC_BASE enable
+	cpuid7ECXOSPKE   = 1 << 4  // CR4.PKE
+	cpuidXSave       = 0xD     // sub-leaves 0 and 1: EBX is the XSAVE area size for the XCR0 (and XSS) in use
+)
+
+// dynamicCPUID returns e without the bits KVM_GET_CPUID2 reports from the
+// vCPU's state rather than from the table it was given: a guest that has
+// run (CR4.OSXSAVE and CR4.PKE set, XCR0 beyond x87|SSE) differs there from
+// the destination's fresh vCPU without any feature differing, and its
+// restored CR4, XCR0 and APIC base make KVM recompute them to match.
+// Comparing them refused the migration of a Linux guest that enables
+// protection keys (seen in the nested harness with L1 on QEMU's -cpu max:
+// "CPUID leaf 0x7.0: source has ... 0001021c ..., this host ... 0001020c");
+// OSXSAVE, the APIC bit and the XSAVE sizes change the same way in
+// kvm_update_cpuid_runtime.
+func dynamicCPUID(e kvm.CPUIDEntry) kvm.CPUIDEntry {
+	switch {
+	case e.Function == 1:
+		e.ECX &^= cpuid1ECXOSXSAVE
+		e.EDX &^= cpuid1EDXAPIC
+	case e.Function == 7 && e.Index == 0:
+		e.ECX &^= cpuid7ECXOSPKE
+	case e.Function == cpuidXSave && (e.Index == 0 || e.Index == 1):
+		e.EBX = 0
+	}
+	return e
 }
 
 // tscClose reports whether two TSC frequencies are within tolerance.

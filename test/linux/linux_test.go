@@ -21,7 +21,7 @@ const enableEnv = "VMMD_TEST_LINUX"
 
 // defaultSuite is what the default scenario groups must all pass; qemu-ref
 // is informational and may be skipped.
-var defaultSuite = []string{"smp1", "disk-write", "smp2", "reboot", "qmp", "pvh"}
+var defaultSuite = []string{"smp1", "disk-write", "smp2", "reboot", "qmp", "pvh", "migrate", "migrate-back"}
 
 func TestNestedLinux(t *testing.T) {
 	if os.Getenv(enableEnv) != "1" {
