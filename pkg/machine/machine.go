@@ -227,6 +227,15 @@ func (m *Machine) build(ctx context.Context) error {
 	if err := m.createVCPUs(ctx); err != nil {
 		return err
 	}
+	if m.cfg.Incoming {
+		// The image was loaded to check it and to build the vCPUs' reset
+		// state; the guest's RAM comes from the stream. All-zero RAM lets
+		// the destination skip the zero pages it has not written instead
+		// of reading each one (migrate.VM).
+		if err := m.mem.Discard(); err != nil {
+			return err
+		}
+	}
 	if err := m.snapshotChips(); err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package migrate
 
 import (
 	"context"
+	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -126,4 +128,45 @@ func TestCacheSizeParameter(t *testing.T) {
 			t.Errorf("default cache for %d MiB: %d MiB, want %d MiB", ram>>20, got>>20, want>>20)
 		}
 	}
+}
+
+// A destination skips zero pages no stream has written (its RAM starts
+// zero), but a page a failed earlier attempt wrote must be cleared when
+// the retry sends it as zero.
+func TestIncomingRetryClearsPagesOfFailedAttempt(t *testing.T) {
+	dvm := newFakeVM(testRAM, machine.StateInMigrate)
+	dst := newSide(t, dvm, true)
+	dvm.failLoad = errors.New("injected load failure")
+	uri := "unix:" + filepath.Join(sockDir(t), "m.sock")
+	first := newSide(t, newFakeVM(testRAM, machine.StatePaused), false)
+	fill(first.vm)
+	if err := dst.mig.Incoming(context.Background(), uri); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.mig.Migrate(context.Background(), uri); err != nil {
+		t.Fatal(err)
+	}
+	if in := wait(t, first.mig); in.Status != StatusFailed {
+		t.Fatalf("first attempt: %s, want failed", in.Status)
+	}
+	if out := wait(t, dst.mig); out.Status != StatusFailed {
+		t.Fatalf("destination after the first attempt: %s", out.Status)
+	}
+	dvm.mu.Lock()
+	dvm.failLoad = nil
+	dvm.mu.Unlock()
+	// The second source's RAM is all zero but for one page.
+	second := newSide(t, newFakeVM(testRAM, machine.StatePaused), false)
+	second.vm.touch(5*pageSize, 7)
+	if err := dst.mig.Incoming(context.Background(), uri); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.mig.Migrate(context.Background(), uri); err != nil {
+		t.Fatal(err)
+	}
+	if in := wait(t, second.mig); in.Status != StatusCompleted {
+		t.Fatalf("retry: %s %q", in.Status, in.ErrorDesc)
+	}
+	wait(t, dst.mig)
+	sameRAM(t, second.vm, dvm)
 }

@@ -137,6 +137,11 @@ func (d *dest) checkConfig() error {
 func (d *dest) load(ctx context.Context) (*machine.State, error) {
 	var st *machine.State
 	ram := d.vm.RAM()
+	if d.m.written == nil {
+		w := newDirtySet(ram)
+		d.m.written = &w
+	}
+	written := *d.m.written
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -166,7 +171,10 @@ func (d *dest) load(ctx context.Context) (*machine.State, error) {
 				switch {
 				case e.Zero:
 					zero++
-					if !stream.IsZeroPage(page) {
+					// A page no stream wrote is still zero (VM); reading it
+					// to check would cost more than the rest of an idle
+					// guest's migration.
+					if written.has(e.GPA) && !stream.IsZeroPage(page) {
 						clear(page)
 					}
 				case e.Delta:
@@ -174,10 +182,12 @@ func (d *dest) load(ctx context.Context) (*machine.State, error) {
 					// stream sent: every page comes whole (or zero) in
 					// the first pass, before any delta.
 					delta++
+					written.set(e.GPA)
 					return stream.ApplyDelta(page, e.Data)
 				default:
 					normal++
 					copy(page, e.Data)
+					written.set(e.GPA)
 				}
 				return nil
 			})

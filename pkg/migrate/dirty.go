@@ -84,3 +84,25 @@ func (d dirtySet) take(fn func(gpa uint64) error) error {
 	}
 	return nil
 }
+
+// set marks the page at gpa; outside RAM it does nothing.
+func (d dirtySet) set(gpa uint64) {
+	if i, k, ok := d.locate(gpa); ok {
+		d.words[i][k/64] |= 1 << (k % 64)
+	}
+}
+
+// has reports whether the page at gpa is marked.
+func (d dirtySet) has(gpa uint64) bool {
+	i, k, ok := d.locate(gpa)
+	return ok && d.words[i][k/64]&(1<<(k%64)) != 0
+}
+
+func (d dirtySet) locate(gpa uint64) (region int, page uint64, ok bool) {
+	for i, r := range d.regions {
+		if gpa >= r.GPA && gpa-r.GPA < r.Size {
+			return i, (gpa - r.GPA) / pageSize, true
+		}
+	}
+	return 0, 0, false
+}

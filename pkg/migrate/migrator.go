@@ -62,6 +62,11 @@ type Migrator struct {
 	arrival sync.Mutex
 	// events mirrors caps["events"] for the event path, which must not take mu.
 	events atomic.Bool
+	// written marks the pages incoming streams have written (data or
+	// delta) into this VM's RAM, which starts all zero: a zero page not
+	// marked needs no work. Kept across attempts of migrate-incoming; only
+	// the incoming engine, one at a time, uses it.
+	written *dirtySet
 }
 
 // New returns a Migrator for cfg.VM.

@@ -11,6 +11,10 @@ import (
 // VM is what the engines need from the machine. *machine.Machine
 // implements it; unit tests use a fake without KVM. There is deliberately
 // no way here to start vCPUs except Resume, which asks the gate.
+//
+// The RAM of a VM waiting for an incoming migration is all zero until the
+// stream writes it (machine.New discards what building it wrote): the
+// destination skips zero pages it has not written.
 type VM interface {
 	State() machine.RunState
 	Pause(ctx context.Context, s machine.RunState) error
