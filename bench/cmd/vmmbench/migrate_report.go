@@ -14,15 +14,18 @@ func describeMigrateRun(r migrateRun) string {
 	if !r.Completed {
 		return "FAILED: " + strings.Join(r.Failures, "; ")
 	}
-	pause, bulk := "   –", "   –"
+	pause, bulk, overall := "   –", "   –", "   –"
 	if r.PauseMS != nil {
 		pause = fmt.Sprintf("%4.0f", *r.PauseMS)
 	}
 	if r.BulkGbps != nil {
 		bulk = fmt.Sprintf("%4.1f", *r.BulkGbps)
 	}
-	s := fmt.Sprintf("total %5.0f ms  down %3.0f ms  pause %s ms  setup %2.0f ms  %6.1f MiB  bulk %s Gbit/s  normal %d  syncs %d",
-		r.TotalMS, r.DowntimeMS, pause, r.SetupMS, r.TransferredMiB, bulk, r.NormalPages, r.DirtySyncs)
+	if r.OverallGbps != nil {
+		overall = fmt.Sprintf("%4.1f", *r.OverallGbps)
+	}
+	s := fmt.Sprintf("total %5.0f ms  down %3.0f ms  pause %s ms  setup %2.0f ms  %6.1f MiB  bulk %s  overall %s Gbit/s  normal %d  syncs %d",
+		r.TotalMS, r.DowntimeMS, pause, r.SetupMS, r.TransferredMiB, bulk, overall, r.NormalPages, r.DirtySyncs)
 	if !r.Verified {
 		s += "  CHECK FAILED: " + strings.Join(r.Failures, "; ")
 	}
@@ -71,11 +74,12 @@ func writeMigrateReport(w io.Writer, rep *migrateReport, vmms []migrateVMM, env 
 	fmt.Fprintf(&b, "\n### Live migration, vmmd vs QEMU microvm: test guest, 1 vCPU, unix socket, downtime-limit %d ms%s\n\n",
 		rep.DowntimeLimitMS, noisy)
 	b.WriteString("| case | guest | max-bandwidth | VMM | completed | checks ok | total-time ms | downtime ms (QMP) | " +
-		"pause ms (STOP→RESUME) | setup-time ms | sent MiB | bulk Gbit/s | pages sent with data (≤ touched) |\n")
-	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"pause ms (STOP→RESUME) | setup-time ms | sent MiB | bulk Gbit/s | overall Gbit/s | pages sent with data (≤ touched) |\n")
+	b.WriteString("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var ratios strings.Builder
-	ratios.WriteString("| case | max-bandwidth | total-time | downtime (QMP) | pause (STOP→RESUME) | bulk throughput | sent |\n")
-	ratios.WriteString("|---|---|---:|---:|---:|---:|---:|\n")
+	ratios.WriteString("| case | max-bandwidth | total-time | downtime (QMP) | pause (STOP→RESUME) | bulk throughput | " +
+		"overall throughput | sent |\n")
+	ratios.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
 	ok = true
 	rep.Goals = nil
 	for _, c := range rep.Cases {
@@ -100,18 +104,19 @@ func writeMigrateReport(w io.Writer, rep *migrateReport, vmms []migrateVMM, env 
 			if cell.pause != nil && cell.paused < cell.verified {
 				pause += fmt.Sprintf(" [%d/%d]", cell.paused, cell.verified)
 			}
-			fmt.Fprintf(&b, "| %s | %d MiB, %s | %s | %s | %d/%d | %d/%d | %s | %s | %s | %s | %s | %s | %s |\n",
+			fmt.Fprintf(&b, "| %s | %d MiB, %s | %s | %s | %d/%d | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 				c.Name, c.RAMMiB, c.describe(), c.bandwidth(), v.Name,
 				cell.completed, cell.runs, cell.verified, cell.completed,
 				summaryCell(cell.total, "%.0f"), summaryCell(cell.down, "%.0f"), pause, summaryCell(cell.setup, "%.0f"),
-				summaryCell(cell.mib, "%.1f"), summaryCell(cell.bulk, "%.2f"), normalCell(cell, c))
+				summaryCell(cell.mib, "%.1f"), summaryCell(cell.bulk, "%.2f"), summaryCell(cell.overall, "%.2f"),
+				normalCell(cell, c))
 		}
 		if vmmd == nil || qemu == nil {
 			continue
 		}
-		fmt.Fprintf(&ratios, "| %s | %s | %s | %s | %s | %s | %s |\n", c.Name, c.bandwidth(),
+		fmt.Fprintf(&ratios, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", c.Name, c.bandwidth(),
 			migrateRatio(vmmd.total, qemu.total), migrateRatio(vmmd.down, qemu.down), migrateRatio(vmmd.pause, qemu.pause),
-			migrateRatio(vmmd.bulk, qemu.bulk), migrateRatio(vmmd.mib, qemu.mib))
+			migrateRatio(vmmd.bulk, qemu.bulk), migrateRatio(vmmd.overall, qemu.overall), migrateRatio(vmmd.mib, qemu.mib))
 		rep.Goals = append(rep.Goals, evaluateMigrateGoal(c, *vmmd, *qemu))
 	}
 	b.WriteString("\nCells: median (min–max) of the completed runs (pause: [measured/checked runs] when not all). " +
@@ -119,7 +124,11 @@ func writeMigrateReport(w io.Writer, rep *migrateReport, vmms []migrateVMM, env 
 		"the guest-visible pause, the same span for both VMMs; QEMU's `downtime` ends at the source's last byte, vmmd's at the commit " +
 		"after the destination loaded the state. bulk = `ram.precopy-bytes` × 8 / (total-time − setup-time − downtime): " +
 		"what was sent while the guest ran, over the time it ran migrating (what is sent during the stop is in the downtime); " +
-		"none for idle guests, which send under 1 MiB. " +
+		"overall = `ram.transferred` × 8 / (total-time − setup-time): everything sent, over the whole migration, stop included. " +
+		"Both are shown because QEMU switches over once what is left of its first pass fits in downtime-limit at its measured rate, " +
+		"so it may send up to downtime-limit's worth (hundreds of MiB in the filled-idle cases) with the guest stopped: " +
+		"bulk leaves that data and that time out, overall counts them. " +
+		"Neither for idle guests, which send under 1 MiB. " +
 		"pages sent with data = `ram.normal`; touched = the `mem` region plus all RAM below it (16 MiB, the guest's own); " +
 		"more than that means pages the guest never wrote went as data.\n")
 	b.WriteString("\n#### vmmd/QEMU, ratios of the medians (below 1: vmmd smaller)\n\n")
@@ -134,12 +143,14 @@ func writeMigrateReport(w io.Writer, rep *migrateReport, vmms []migrateVMM, env 
 
 // writeMigrateGoals prints the goal summary of rep.Goals.
 func writeMigrateGoals(b *strings.Builder, rep *migrateReport) {
-	fmt.Fprintf(b, "\n#### Goals (issue: bulk throughput ≥ %g× QEMU's, downtime ≤ %g× QEMU's with the same downtime-limit, "+
+	fmt.Fprintf(b, "\n#### Goals (issue: throughput ≥ %g× QEMU's, judged on bulk and on overall; downtime ≤ %g× QEMU's with the same downtime-limit, "+
 		"untouched pages never sent as data)\n\n", migrateThroughputGoal, migrateDowntimeGoal)
-	b.WriteString("| case | bulk throughput, ≥ 3× | guest-visible pause, ≤ 0.5× | QMP downtime, ≤ 0.5× | untouched pages sent as data by vmmd |\n")
-	b.WriteString("|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| case | bulk throughput, ≥ %g× | overall throughput, ≥ %g× | guest-visible pause, ≤ %g× | "+
+		"QMP downtime, ≤ %g× | untouched pages sent as data by vmmd |\n",
+		migrateThroughputGoal, migrateThroughputGoal, migrateDowntimeGoal, migrateDowntimeGoal)
+	b.WriteString("|---|---|---|---|---|---|\n")
 	type tally struct{ met, judged int }
-	var thr, pause, down, untouched tally
+	var thr, overall, pause, down, untouched tally
 	count := func(t *tally, g goalCheck) {
 		if g.Measured {
 			t.judged++
@@ -150,19 +161,21 @@ func writeMigrateGoals(b *strings.Builder, rep *migrateReport) {
 	}
 	for _, g := range rep.Goals {
 		if g.Skipped != "" {
-			fmt.Fprintf(b, "| %s (%s) | n/a: %s | | | |\n", g.Case, g.Bandwidth, g.Skipped)
+			fmt.Fprintf(b, "| %s (%s) | n/a: %s | | | | |\n", g.Case, g.Bandwidth, g.Skipped)
 			continue
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", g.Case, g.Throughput.cell(), g.Pause.cell(), g.Downtime.cell(), g.untouchedCell())
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", g.Case, g.Throughput.cell(), g.ThroughputOverall.cell(),
+			g.Pause.cell(), g.Downtime.cell(), g.untouchedCell())
 		count(&thr, g.Throughput)
+		count(&overall, g.ThroughputOverall)
 		count(&pause, g.Pause)
 		count(&down, g.Downtime)
 		count(&untouched, g.Untouched)
 	}
-	fmt.Fprintf(b, "\nGoals met: bulk throughput in %d of %d cases, guest-visible pause in %d of %d, QMP downtime in %d of %d, "+
+	fmt.Fprintf(b, "\nGoals met: bulk throughput in %d of %d cases, overall throughput in %d of %d, guest-visible pause in %d of %d, QMP downtime in %d of %d, "+
 		"untouched pages never sent in %d of %d. The pause is the like-for-like downtime comparison; "+
 		"QEMU's QMP downtime leaves out the destination's load and start. Goals are reported, never a reason for a failed run.\n",
-		thr.met, thr.judged, pause.met, pause.judged, down.met, down.judged, untouched.met, untouched.judged)
+		thr.met, thr.judged, overall.met, overall.judged, pause.met, pause.judged, down.met, down.judged, untouched.met, untouched.judged)
 }
 
 // writeMigrateNotes prints what went wrong and how the figures were made.

@@ -55,6 +55,9 @@ type migrateRun struct {
 	// BulkGbps is the throughput while the guest ran (bulkGbps); nil when
 	// it cannot be worked out.
 	BulkGbps *float64 `json:"bulk_gbps,omitempty"`
+	// OverallGbps is the throughput of the whole migration, the stop
+	// included (overallGbps); nil when it cannot be worked out.
+	OverallGbps *float64 `json:"overall_gbps,omitempty"`
 	// TouchedPages bounds the pages the guest wrote (migrateCase.touchedPages).
 	TouchedPages uint64 `json:"touched_pages_bound"`
 	// PauseMS is the guest-visible pause: from the source's STOP event to
@@ -143,20 +146,9 @@ func (r *migrateRun) record(q queryMigrate) {
 			r.BulkGbps = &g
 		}
 	}
-}
-
-// bulkGbps is the throughput of the bulk transfer in Gbit/s (10^9): the
-// bytes sent while the guest ran, over the time it ran migrating, that is
-// total-time less setup-time and downtime. What either VMM sends during
-// the downtime is counted there, not here (QEMU 7.2 sends up to
-// downtime-limit's worth after the stop, ~200 MB for 1G-dirty200). ok is
-// false when that time is not positive.
-func bulkGbps(precopyBytes uint64, totalMS, setupMS, downMS float64) (gbps float64, ok bool) {
-	ms := totalMS - setupMS - downMS
-	if ms <= 0 {
-		return 0, false
+	if g, ok := overallGbps(q.RAM.Transferred, r.TotalMS, r.SetupMS); ok {
+		r.OverallGbps = &g
 	}
-	return float64(precopyBytes) * 8 / (ms * 1e6), true
 }
 
 // migratePair is a source and a destination VMM with their QMP sockets.

@@ -18,10 +18,10 @@ type migrateCell struct {
 	checkable     bool
 	// maxNormal is the most pages sent with data in one run.
 	maxNormal uint64
-	// Medians etc. of the completed runs (pause: of the measured ones; bulk:
-	// of those that had a bulk phase, none in the idle cases); nil when
-	// there are none.
-	total, down, pause, setup, mib, bulk, normal *measure.Summary
+	// Medians etc. of the completed runs (pause: of the measured ones; bulk
+	// and overall: of those that had a bulk phase, none in the idle cases);
+	// nil when there are none.
+	total, down, pause, setup, mib, bulk, overall, normal *measure.Summary
 }
 
 // ok reports whether every run of the cell completed and passed its checks.
@@ -32,7 +32,7 @@ func (c migrateCell) ok() bool {
 // summarizeMigrate collects the runs of one case and VMM.
 func summarizeMigrate(runs []migrateRun, c migrateCase, vmm string) (migrateCell, error) {
 	cell := migrateCell{checkable: !c.Dirtying}
-	var total, down, pause, setup, mib, bulk, normal []float64
+	var total, down, pause, setup, mib, bulk, overall, normal []float64
 	for _, r := range runs {
 		if !c.is(r) || r.VMM != vmm {
 			continue
@@ -52,9 +52,13 @@ func summarizeMigrate(runs []migrateRun, c migrateCase, vmm string) (migrateCell
 		if cell.checkable && r.NormalPages > c.touchedPages() {
 			cell.untouchedSent++
 		}
-		// An idle guest sends under 1 MiB: no bulk phase to speak of.
+		// An idle guest sends under 1 MiB: no bulk phase to speak of, and
+		// its overall rate would be mostly setup and switch-over latency.
 		if r.BulkGbps != nil && c.MemMiB > 0 {
 			bulk = append(bulk, *r.BulkGbps)
+		}
+		if r.OverallGbps != nil && c.MemMiB > 0 {
+			overall = append(overall, *r.OverallGbps)
 		}
 		if r.Verified && r.PauseMS != nil {
 			cell.paused++
@@ -65,7 +69,7 @@ func summarizeMigrate(runs []migrateRun, c migrateCase, vmm string) (migrateCell
 		dst **measure.Summary
 		xs  []float64
 	}{{&cell.total, total}, {&cell.down, down}, {&cell.pause, pause}, {&cell.setup, setup},
-		{&cell.mib, mib}, {&cell.bulk, bulk}, {&cell.normal, normal}} {
+		{&cell.mib, mib}, {&cell.bulk, bulk}, {&cell.overall, overall}, {&cell.normal, normal}} {
 		if len(x.xs) == 0 {
 			continue
 		}
