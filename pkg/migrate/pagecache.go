@@ -11,13 +11,18 @@ type pageCache struct {
 	regions []memory.Region
 	base    []uint64 // index of each region's first page
 	slot    []int32  // per page: its slot + 1, or 0
-	arena   []byte
+	chunks  [][]byte // the slots, cacheChunk bytes at a time
+	limit   int      // slots allowed
 	used    int
 }
 
+// cacheChunk is how much cache is allocated at a time: a guest that
+// rewrites little costs little, and no migration starts by zeroing the
+// whole xbzrle-cache-size.
+const cacheChunk = 2 << 20
+
 // newPageCache returns a cache of size bytes for ram, or nil if size holds
-// no page. The arena is allocated lazily by the kernel: slots never used
-// cost nothing.
+// no page.
 func newPageCache(ram *memory.Memory, size uint64) *pageCache {
 	if size < pageSize {
 		return nil
@@ -28,10 +33,17 @@ func newPageCache(ram *memory.Memory, size uint64) *pageCache {
 		c.base = append(c.base, pages)
 		pages += r.Size / pageSize
 	}
-	size = min(size, pages*pageSize)
+	c.limit = int(min(size/pageSize, pages))
 	c.slot = make([]int32, pages)
-	c.arena = make([]byte, size)
 	return c
+}
+
+// slotBytes returns slot n (0-based).
+func (c *pageCache) slotBytes(n int) []byte {
+	const perChunk = cacheChunk / pageSize
+	ch := c.chunks[n/perChunk]
+	off := n % perChunk * pageSize
+	return ch[off : off+pageSize : off+pageSize]
 }
 
 // index returns the page number of gpa, or false outside RAM.
@@ -50,19 +62,20 @@ func (c *pageCache) lookup(gpa uint64) []byte {
 	if !ok || c.slot[i] == 0 {
 		return nil
 	}
-	off := int(c.slot[i]-1) * pageSize
-	return c.arena[off : off+pageSize : off+pageSize]
+	return c.slotBytes(int(c.slot[i] - 1))
 }
 
 // insert gives the page at gpa a slot and returns it (to be filled with
 // what is sent), or nil when the cache is full.
 func (c *pageCache) insert(gpa uint64) []byte {
 	i, ok := c.index(gpa)
-	if !ok || (c.used+1)*pageSize > len(c.arena) {
+	if !ok || c.used >= c.limit {
 		return nil
+	}
+	if c.used*pageSize >= len(c.chunks)*cacheChunk {
+		c.chunks = append(c.chunks, make([]byte, cacheChunk))
 	}
 	c.used++
 	c.slot[i] = int32(c.used)
-	off := (c.used - 1) * pageSize
-	return c.arena[off : off+pageSize : off+pageSize]
+	return c.slotBytes(c.used - 1)
 }
