@@ -23,7 +23,7 @@ func TestPageCacheSlots(t *testing.T) {
 		}
 		s[0], s[pageSize-1] = byte(i), byte(i>>8)
 	}
-	if c.insert(uint64(slots) * 2 * pageSize) != nil {
+	if c.insert(uint64(slots)*2*pageSize) != nil {
 		t.Errorf("insert beyond %d slots succeeded", slots)
 	}
 	if got := len(c.chunks); got != 2 {
