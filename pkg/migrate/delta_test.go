@@ -33,6 +33,30 @@ func rewrite(vm *fakeVM, pages uint64, stop <-chan struct{}) <-chan struct{} {
 	return done
 }
 
+// migrateRewriting migrates src to dst while the guest rewrites pages,
+// and returns both sides' final query-migrate once both completed.
+func migrateRewriting(t *testing.T, src, dst side, uri string, pages uint64) (Info, Info) {
+	t.Helper()
+	fill(src.vm)
+	stop := make(chan struct{})
+	done := rewrite(src.vm, pages, stop)
+	if err := src.mig.Migrate(context.Background(), uri); err != nil {
+		t.Fatal(err)
+	}
+	in := wait(t, src.mig)
+	close(stop)
+	<-done
+	if in.Status != StatusCompleted {
+		t.Fatalf("source: %s %q", in.Status, in.ErrorDesc)
+	}
+	out := wait(t, dst.mig)
+	if out.Status != StatusCompleted {
+		t.Fatalf("destination: %s %q", out.Status, out.ErrorDesc)
+	}
+	sameRAM(t, src.vm, dst.vm)
+	return in, out
+}
+
 func TestMigrateDeltas(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		name := map[bool]string{true: "xbzrle on (default)", false: "xbzrle off"}[on]
@@ -43,24 +67,8 @@ func TestMigrateDeltas(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			fill(src.vm)
-			stop := make(chan struct{})
-			done := rewrite(src.vm, 2048, stop)
-			if err := src.mig.Migrate(context.Background(), uri); err != nil {
-				t.Fatal(err)
-			}
-			in := wait(t, src.mig)
-			close(stop)
-			<-done
-			if in.Status != StatusCompleted {
-				t.Fatalf("source: %s %q", in.Status, in.ErrorDesc)
-			}
-			out := wait(t, dst.mig)
-			if out.Status != StatusCompleted {
-				t.Fatalf("destination: %s %q", out.Status, out.ErrorDesc)
-			}
+			in, out := migrateRewriting(t, src, dst, uri, 2048)
 			wantState(t, "destination", dst.vm, machine.StateRunning)
-			sameRAM(t, src.vm, dst.vm)
 			if !on {
 				if in.XBZRLECache != nil {
 					t.Errorf("xbzrle off, but query-migrate has xbzrle-cache %+v", *in.XBZRLECache)
@@ -94,22 +102,7 @@ func TestMigrateDeltasSmallCache(t *testing.T) {
 	if err := src.mig.SetParameters(func(p *Parameters) { p.XBZRLECacheSize = 100 * pageSize }); err != nil {
 		t.Fatal(err)
 	}
-	fill(src.vm)
-	stop := make(chan struct{})
-	done := rewrite(src.vm, 1024, stop)
-	if err := src.mig.Migrate(context.Background(), uri); err != nil {
-		t.Fatal(err)
-	}
-	in := wait(t, src.mig)
-	close(stop)
-	<-done
-	if in.Status != StatusCompleted {
-		t.Fatalf("source: %s %q", in.Status, in.ErrorDesc)
-	}
-	if out := wait(t, dst.mig); out.Status != StatusCompleted {
-		t.Fatalf("destination: %s %q", out.Status, out.ErrorDesc)
-	}
-	sameRAM(t, src.vm, dst.vm)
+	in, _ := migrateRewriting(t, src, dst, uri, 1024)
 	x := in.XBZRLECache
 	if x == nil || x.CacheMiss == 0 || x.CacheMissRate <= 0 {
 		t.Errorf("a 100-page cache for 1024 rewritten pages reports no misses: %+v", x)

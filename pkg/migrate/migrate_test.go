@@ -131,21 +131,7 @@ func TestMigrateRunningGuest(t *testing.T) {
 	fill(src.vm)
 	// The guest keeps writing while pre-copy runs.
 	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := uint64(0); ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if src.vm.State().Running() {
-				src.vm.touch((i*7%(testRAM/pageSize))*pageSize, byte(i))
-			}
-			time.Sleep(50 * time.Microsecond)
-		}
-	}()
+	done := rewrite(src.vm, testRAM/pageSize/2, stop) // the upper half keeps zero pages
 	if err := src.mig.Migrate(context.Background(), uri); err != nil {
 		t.Fatal(err)
 	}
