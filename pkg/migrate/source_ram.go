@@ -27,8 +27,8 @@ type passStats struct {
 // sendPass sends every pending page. pass > 0 announces a numbered pass;
 // the final pass (0) is not announced separately. From the second pass on,
 // pages the cache holds go as deltas, and pages without a slot get one
-// while the cache has room: a page dirtied again after the first pass is
-// likely to be dirtied again.
+// while the cache has room (except in the final pass): a page dirtied
+// again after the first pass is likely to be dirtied again.
 func (s *source) sendPass(ctx context.Context, pass uint32) (passStats, error) {
 	var ps passStats
 	b0 := s.w.Bytes()
@@ -97,7 +97,10 @@ func (s *source) sendPass(ctx context.Context, pass uint32) (passStats, error) {
 					return nil // the destination has it already
 				}
 				overflow++ // slot is partly updated: refreshed below
-			} else {
+			} else if pass != 0 {
+				// A slot pays off in a later pass; the last pass (0),
+				// which is downtime, has none, and a new slot may cost an
+				// allocation.
 				slot = cache.insert(gpa)
 			}
 			miss++
