@@ -196,28 +196,7 @@ func (m *Machine) checkLoad(ctx context.Context, s *State) error {
 				return badState("vCPU %d: MSR %#x is not one KVM migrates on this host", v.id, r.Index)
 			}
 		}
-		err := v.call(ctx, func(c *kvm.VCPU) error {
-			if len(vs.XSave) != 0 {
-				if _, err := c.GetXSave(); err != nil {
-					return fmt.Errorf("the source sent XSAVE state, this host has none: %w", err)
-				}
-			}
-			if vs.XCRs != nil && vs.XCRs.NrXCRs > 0 {
-				x, err := c.GetXCRs()
-				if err != nil {
-					return fmt.Errorf("the source sent XCRs, this host has none: %w", err)
-				}
-				if usableXCRs(x, nil) == nil {
-					return fmt.Errorf("the source sent %d XCRs, this host has none (no XSAVE)", vs.XCRs.NrXCRs)
-				}
-			}
-			id, err := c.GetCPUID2()
-			if err != nil {
-				return err
-			}
-			return checkCPUID(v.id, vs.CPUID, id.Entries)
-		})
-		if err != nil {
+		if err := v.local.check(v.id, vs); err != nil {
 			return fmt.Errorf("vCPU %d: %w", v.id, err)
 		}
 	}

@@ -35,6 +35,45 @@ type vcpu struct {
 	quitCh  chan struct{}
 	runDone chan error // set by startVCPUs, drained by stopVCPUs (under m.mu)
 	initial *vcpuState
+	// local is what an incoming VM's vCPU offers a migrated state (its
+	// XSAVE, XCRs and CPUID), read once at creation: LoadState checks the
+	// source's state against it in the downtime, and it cannot change
+	// before the vCPU first runs. Nil for other VMs.
+	local *localVCPU
+}
+
+// localVCPU is a fresh vCPU's answer to what a migrated state needs.
+type localVCPU struct {
+	xsave, xcrs bool
+	xsaveErr    error // why there is no XSAVE
+	xcrsErr     error // why there are no XCRs
+	cpuid       []kvm.CPUIDEntry
+}
+
+// readLocal fills v.local; on the vCPU's thread, before it runs.
+func (v *vcpu) readLocal() error {
+	l := &localVCPU{}
+	if _, err := v.cpu.GetXSave(); err != nil {
+		l.xsaveErr = err
+	} else {
+		l.xsave = true
+	}
+	x, err := v.cpu.GetXCRs()
+	switch {
+	case err != nil:
+		l.xcrsErr = err
+	case usableXCRs(x, nil) == nil:
+		l.xcrsErr = errors.New("no XSAVE")
+	default:
+		l.xcrs = true
+	}
+	id, err := v.cpu.GetCPUID2()
+	if err != nil {
+		return err
+	}
+	l.cpuid = id.Entries
+	v.local = l
+	return nil
 }
 
 // createVCPUs starts one goroutine per vCPU. Each locks itself to an OS
@@ -126,6 +165,11 @@ func (v *vcpu) setup(supported *kvm.CPUID) error {
 	if v.initial, err = saveVCPU(v.cpu); err != nil {
 		return fmt.Errorf("save reset state: %w", err)
 	}
+	if v.m.needState {
+		if err := v.readLocal(); err != nil {
+			return fmt.Errorf("read what this vCPU offers a migrated state: %w", err)
+		}
+	}
 	if v.id == 0 {
 		return v.m.applyEntry(v.cpu)
 	}
@@ -187,4 +231,18 @@ func (v *vcpu) quit() {
 	default:
 		close(v.quitCh)
 	}
+}
+
+// check refuses a migrated vCPU state this vCPU cannot take.
+func (l *localVCPU) check(id int, vs *VCPUState) error {
+	if l == nil {
+		return errors.New("not created for an incoming migration")
+	}
+	if len(vs.XSave) != 0 && !l.xsave {
+		return fmt.Errorf("the source sent XSAVE state, this host has none: %w", l.xsaveErr)
+	}
+	if vs.XCRs != nil && vs.XCRs.NrXCRs > 0 && !l.xcrs {
+		return fmt.Errorf("the source sent %d XCRs, this host has none: %w", vs.XCRs.NrXCRs, l.xcrsErr)
+	}
+	return checkCPUID(id, vs.CPUID, l.cpuid)
 }
