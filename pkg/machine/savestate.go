@@ -53,7 +53,7 @@ func (m *Machine) SaveState(ctx context.Context, wasState RunState) (*State, err
 		var vs VCPUState
 		err := v.call(ctx, func(c *kvm.VCPU) error {
 			var err error
-			vs, err = saveVCPUFull(c, msrIndex)
+			vs, err = saveVCPUFull(c, msrIndex, v.cpuid)
 			return err
 		})
 		if err != nil {

@@ -35,6 +35,9 @@ type vcpu struct {
 	quitCh  chan struct{}
 	runDone chan error // set by startVCPUs, drained by stopVCPUs (under m.mu)
 	initial *vcpuState
+	// cpuid is the CPUID table as KVM reported it right after vmmd set it
+	// (migration sends it; see saveVCPUFull).
+	cpuid []kvm.CPUIDEntry
 	// local is what an incoming VM's vCPU offers a migrated state (its
 	// XSAVE, XCRs and CPUID), read once at creation: LoadState checks the
 	// source's state against it in the downtime, and it cannot change
@@ -67,11 +70,7 @@ func (v *vcpu) readLocal() error {
 	default:
 		l.xcrs = true
 	}
-	id, err := v.cpu.GetCPUID2()
-	if err != nil {
-		return err
-	}
-	l.cpuid = id.Entries
+	l.cpuid = v.cpuid
 	v.local = l
 	return nil
 }
@@ -159,6 +158,11 @@ func (v *vcpu) setup(supported *kvm.CPUID) error {
 	if err := v.cpu.SetCPUID2(guestCPUID(supported, v.id, v.m.cfg.CPUs, tscKHz, deadline > 0)); err != nil {
 		return err
 	}
+	id, err := v.cpu.GetCPUID2()
+	if err != nil {
+		return err
+	}
+	v.cpuid = id.Entries
 	if err := v.initLAPIC(); err != nil {
 		return err
 	}

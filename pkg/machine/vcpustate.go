@@ -21,7 +21,13 @@ const tscTolerancePPM = 250
 // saveVCPUFull captures everything about one vCPU for migration. It runs on
 // the vCPU's thread. MP state comes first (reading it makes KVM process
 // pending INIT/SIPI, which changes the rest) and events last.
-func saveVCPUFull(c *kvm.VCPU, msrIndex []uint32) (VCPUState, error) {
+//
+// cpuid is the table the vCPU was given, as KVM reported it at creation:
+// it never changes but in the bits KVM derives from the vCPU's state, which
+// the destination does not compare (dynamicCPUID), and reading it again
+// here would cost an ioctl (a bisection of several before Linux 6.4) in
+// the downtime.
+func saveVCPUFull(c *kvm.VCPU, msrIndex []uint32, cpuid []kvm.CPUIDEntry) (VCPUState, error) {
 	s := VCPUState{ID: c.ID()}
 	var err error
 	if s.MPState, err = c.GetMPState(); err != nil {
@@ -56,11 +62,7 @@ func saveVCPUFull(c *kvm.VCPU, msrIndex []uint32) (VCPUState, error) {
 	if s.Debug, err = c.GetDebugRegs(); err != nil {
 		return s, err
 	}
-	id, err := c.GetCPUID2()
-	if err != nil {
-		return s, err
-	}
-	s.CPUID = id.Entries
+	s.CPUID = cpuid
 	if s.Events, err = c.GetVCPUEvents(); err != nil {
 		return s, err
 	}
