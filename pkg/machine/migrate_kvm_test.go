@@ -2,6 +2,7 @@ package machine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -496,5 +497,44 @@ func TestEnterState(t *testing.T) {
 	}
 	if s := src.m.State(); s != StateRunning {
 		t.Errorf("state = %s, want running", s)
+	}
+}
+
+// An incoming VM's RAM is all zero until the stream writes it, also after
+// a system_reset while it waits: the destination skips the zero pages it
+// has not written (migrate.VM).
+func TestIncomingRAMStartsZero(t *testing.T) {
+	ctx := context.Background()
+	dst := startConfig(t, "vmmd-testguest.elf", Config{CPUs: 1, Memory: 128 << 20, Incoming: true})
+	allZero := func(when string) {
+		t.Helper()
+		for _, r := range dst.m.RAM().Regions() {
+			b, err := dst.m.RAM().Slice(r.GPA, r.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for off := 0; off < len(b); off += 8 {
+				if binary.LittleEndian.Uint64(b[off:]) != 0 {
+					t.Fatalf("%s: guest RAM at %#x is not zero", when, r.GPA+uint64(off))
+				}
+			}
+		}
+	}
+	allZero("after creation")
+	if err := dst.m.Reset(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	allZero("after a reset while waiting")
+	// A VM that is not incoming has its image in RAM: the check above can fail.
+	src := startConfig(t, "vmmd-testguest.elf", Config{CPUs: 1, Memory: 128 << 20})
+	nonzero := false
+	for _, r := range src.m.RAM().Regions() {
+		b, _ := src.m.RAM().Slice(r.GPA, r.Size)
+		for off := 0; off < len(b) && !nonzero; off += 8 {
+			nonzero = binary.LittleEndian.Uint64(b[off:]) != 0
+		}
+	}
+	if !nonzero {
+		t.Error("a VM that is not incoming has all-zero RAM: the image was not loaded?")
 	}
 }
