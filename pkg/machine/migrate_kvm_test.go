@@ -75,6 +75,21 @@ func copyDirty(t *testing.T, src, dst *Machine) int {
 	return n
 }
 
+// settle waits until con has had no new line for 300 ms (at most 10 s).
+func settle(t *testing.T, con *testguest.Console) {
+	t.Helper()
+	n, quiet := con.Mark(), time.Now()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		if m := con.Mark(); m != n {
+			n, quiet = m, time.Now()
+		} else if time.Since(quiet) >= 300*time.Millisecond {
+			return
+		}
+	}
+	t.Fatal("the stopped source's console kept printing for 10 s")
+}
+
 // lastHeartbeat returns the last HB number on a console, or -1.
 func lastHeartbeat(con *testguest.Console) int {
 	last := -1
@@ -179,7 +194,10 @@ func testMigrate(t *testing.T, cpus int) {
 	}
 	rejectHostile(t, dst.m, decode)
 
-	time.Sleep(200 * time.Millisecond) // let queued console output drain
+	// The stopped source prints nothing new, but what it printed before the
+	// stop may still be on its way to the test's console reader (a fixed
+	// 200 ms was too short on a loaded CI machine): wait until it is quiet.
+	settle(t, src.con)
 	last := lastHeartbeat(src.con)
 	if err := dst.m.LoadState(ctx, decode()); err != nil {
 		t.Fatal(err)
