@@ -28,13 +28,35 @@ type qmpRAM struct {
 
 // qmpMigrationInfo is the part of query-migrate's return vmmctl reads.
 type qmpMigrationInfo struct {
-	Status           string  `json:"status"`
-	SetupTime        *int64  `json:"setup-time"`
-	TotalTime        *int64  `json:"total-time"`
-	Downtime         *int64  `json:"downtime"`
-	ExpectedDowntime *int64  `json:"expected-downtime"`
-	ErrorDesc        string  `json:"error-desc"`
-	RAM              *qmpRAM `json:"ram"`
+	Status           string     `json:"status"`
+	SetupTime        *int64     `json:"setup-time"`
+	TotalTime        *int64     `json:"total-time"`
+	Downtime         *int64     `json:"downtime"`
+	ExpectedDowntime *int64     `json:"expected-downtime"`
+	ErrorDesc        string     `json:"error-desc"`
+	RAM              *qmpRAM    `json:"ram"`
+	XBZRLE           *qmpXBZRLE `json:"xbzrle-cache"`
+}
+
+// qmpXBZRLE is query-migrate's "xbzrle-cache" member (page deltas).
+type qmpXBZRLE struct {
+	CacheSize     uint64  `json:"cache-size"`
+	Bytes         uint64  `json:"bytes"`
+	Pages         uint64  `json:"pages"`
+	CacheMiss     uint64  `json:"cache-miss"`
+	CacheMissRate float64 `json:"cache-miss-rate"`
+	Overflow      uint64  `json:"overflow"`
+}
+
+// xbzrleStatus is the JSON shape of migrate-status's "xbzrle" member; it
+// has qmpXBZRLE's fields, with vmmctl's names.
+type xbzrleStatus struct {
+	CacheSize     uint64  `json:"cache_size"`
+	Bytes         uint64  `json:"bytes"`
+	Pages         uint64  `json:"pages"`
+	CacheMiss     uint64  `json:"cache_miss"`
+	CacheMissRate float64 `json:"cache_miss_rate"`
+	Overflow      uint64  `json:"overflow"`
 }
 
 // ramStatus is the JSON shape of migrate-status's "ram" member. It has
@@ -55,13 +77,14 @@ type ramStatus struct {
 // migrateStatus is the JSON shape of `migrate-status -o json`. Every field
 // is always present; numbers the server did not report are null.
 type migrateStatus struct {
-	Status             string     `json:"status"`
-	SetupTimeMS        *int64     `json:"setup_time_ms"`
-	TotalTimeMS        *int64     `json:"total_time_ms"`
-	DowntimeMS         *int64     `json:"downtime_ms"`
-	ExpectedDowntimeMS *int64     `json:"expected_downtime_ms"`
-	ErrorDesc          string     `json:"error_desc"`
-	RAM                *ramStatus `json:"ram"`
+	Status             string        `json:"status"`
+	SetupTimeMS        *int64        `json:"setup_time_ms"`
+	TotalTimeMS        *int64        `json:"total_time_ms"`
+	DowntimeMS         *int64        `json:"downtime_ms"`
+	ExpectedDowntimeMS *int64        `json:"expected_downtime_ms"`
+	ErrorDesc          string        `json:"error_desc"`
+	RAM                *ramStatus    `json:"ram"`
+	XBZRLE             *xbzrleStatus `json:"xbzrle"`
 }
 
 // statusNone is shown when the server reports no migration (QEMU answers
@@ -87,7 +110,14 @@ const migrateStatusHelp = `JSON fields (-o json; numbers the server did not repo
     dirty_sync_count  int    RAM passes so far
     mbps              float  throughput in megabits per second
     pages_per_second  int    pages sent per second
-    dirty_pages_rate  int    pages dirtied per second`
+    dirty_pages_rate  int    pages dirtied per second
+  xbzrle                object  page deltas (capability xbzrle); null when off:
+    cache_size        int    the source's cache of sent pages, bytes
+    pages             int    pages sent (received) as deltas
+    bytes             int    stream bytes of those deltas
+    cache_miss        int    dirty pages sent whole for want of a cached copy
+    cache_miss_rate   float  cache_miss / (cache_miss + pages)
+    overflow          int    pages that changed too much for a delta`
 
 // fromQMP converts the server's reply into vmmctl's output shape.
 func fromQMP(in qmpMigrationInfo) migrateStatus {
@@ -105,6 +135,10 @@ func fromQMP(in qmpMigrationInfo) migrateStatus {
 	if in.RAM != nil {
 		r := ramStatus(*in.RAM)
 		out.RAM = &r
+	}
+	if in.XBZRLE != nil {
+		x := xbzrleStatus(*in.XBZRLE)
+		out.XBZRLE = &x
 	}
 	return out
 }
@@ -172,6 +206,10 @@ func writeStatusTable(w io.Writer, s migrateStatus) error {
 			row("Dirty pages/s", strconv.FormatUint(r.DirtyPagesRate, 10))
 			row("Zero pages", strconv.FormatUint(r.Duplicate, 10))
 			row("Normal pages", strconv.FormatUint(r.Normal, 10))
+		}
+		if x := s.XBZRLE; x != nil {
+			row("Delta pages", fmt.Sprintf("%d (%s)", x.Pages, formatBytes(x.Bytes)))
+			row("Delta cache misses", fmt.Sprintf("%d (%.1f%%), %d too changed", x.CacheMiss, x.CacheMissRate*100, x.Overflow))
 		}
 		row("Error", orDash(s.ErrorDesc))
 	}
