@@ -80,8 +80,8 @@ func TestMigrateDeltas(t *testing.T) {
 				t.Fatalf("xbzrle-cache missing: source %v destination %v", x, y)
 			}
 			t.Logf("source %+v, passes %d", *x, in.RAM.DirtySyncCount)
-			if x.Pages == 0 || x.Pages != y.Pages {
-				t.Errorf("delta pages: source sent %d, destination applied %d", x.Pages, y.Pages)
+			if x.Pages == 0 || x.Pages != y.Pages || x.Bytes != y.Bytes {
+				t.Errorf("deltas: source sent %d pages in %d bytes, destination applied %d in %d", x.Pages, x.Bytes, y.Pages, y.Bytes)
 			}
 			if x.CacheSize != defaultCacheSize(testRAM) {
 				t.Errorf("cache-size %d, want %d", x.CacheSize, defaultCacheSize(testRAM))

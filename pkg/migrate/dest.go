@@ -162,7 +162,7 @@ func (d *dest) load(ctx context.Context) (*machine.State, error) {
 			if st != nil {
 				return nil, fmt.Errorf("RAM after the device state in section %d", sec.Seq)
 			}
-			var zero, normal, delta uint64
+			var zero, normal, delta, deltaBytes uint64
 			err := stream.DecodeRAM(sec.Payload, func(e stream.RAMEntry) error {
 				page, err := ram.Slice(e.GPA, pageSize)
 				if err != nil {
@@ -182,6 +182,7 @@ func (d *dest) load(ctx context.Context) (*machine.State, error) {
 					// stream sent: every page comes whole (or zero) in
 					// the first pass, before any delta.
 					delta++
+					deltaBytes += uint64(stream.RAMEntryHeader + stream.DeltaLenSize + len(e.Data))
 					written.set(e.GPA)
 					return stream.ApplyDelta(page, e.Data)
 				default:
@@ -198,6 +199,7 @@ func (d *dest) load(ctx context.Context) (*machine.State, error) {
 			d.j.c.duplicate += zero
 			d.j.c.normal += normal
 			d.j.c.xbzrlePages += delta
+			d.j.c.xbzrleBytes += deltaBytes
 			d.j.mu.Unlock()
 		case stream.KindDevice:
 			if st != nil {

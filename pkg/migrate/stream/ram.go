@@ -29,8 +29,11 @@ const (
 	// sent whole.
 	MaxDelta = PageSize / 2
 
+	// DeltaLenSize is the size of a delta's length, after its address word.
+	DeltaLenSize = 2
+
 	ramFlagMask    = PageSize - 1
-	deltaLenSize   = 2
+	deltaLenSize   = DeltaLenSize
 	deltaRunHeader = 4
 )
 
