@@ -227,15 +227,6 @@ func (m *Machine) build(ctx context.Context) error {
 	if err := m.createVCPUs(ctx); err != nil {
 		return err
 	}
-	if m.cfg.Incoming {
-		// The image was loaded to check it and to build the vCPUs' reset
-		// state; the guest's RAM comes from the stream. All-zero RAM lets
-		// the destination skip the zero pages it has not written instead
-		// of reading each one (migrate.VM).
-		if err := m.mem.Discard(); err != nil {
-			return err
-		}
-	}
 	if err := m.snapshotChips(); err != nil {
 		return err
 	}
@@ -254,6 +245,16 @@ func (m *Machine) loadImage() (*boot.Entry, error) {
 		Cmdline: m.cfg.Cmdline, CPUs: m.cfg.CPUs, ACPI: m.acpiConfig()})
 	if err != nil {
 		return nil, fmt.Errorf("load kernel: %w", err)
+	}
+	if m.needState {
+		// A VM waiting for an incoming guest loads the image only to check
+		// it and to know its entry (reset state, a reset while waiting);
+		// its RAM comes from the stream into all-zero memory, which lets
+		// the destination skip the zero pages it has not written
+		// (migrate.VM).
+		if err := m.mem.Discard(); err != nil {
+			return nil, err
+		}
 	}
 	return entry, nil
 }

@@ -196,7 +196,7 @@ func (m *Machine) checkLoad(ctx context.Context, s *State) error {
 				return badState("vCPU %d: MSR %#x is not one KVM migrates on this host", v.id, r.Index)
 			}
 		}
-		if err := v.local.check(v.id, vs); err != nil {
+		if err := v.checkMigrated(vs); err != nil {
 			return fmt.Errorf("vCPU %d: %w", v.id, err)
 		}
 	}

@@ -111,13 +111,6 @@ func (m *Machine) resetLocked(ctx context.Context) error {
 		return err
 	}
 	m.entry = entry
-	if m.needState {
-		// Still waiting for an incoming guest, whose RAM comes from the
-		// stream into all-zero memory (migrate.VM): drop the image again.
-		if err := m.mem.Discard(); err != nil {
-			return err
-		}
-	}
 	for _, v := range m.vcpus {
 		err := v.call(ctx, func(c *kvm.VCPU) error {
 			if err := restoreVCPU(c, v.initial); err != nil {

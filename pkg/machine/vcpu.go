@@ -38,41 +38,22 @@ type vcpu struct {
 	// cpuid is the CPUID table as KVM reported it right after vmmd set it
 	// (migration sends it; see saveVCPUFull).
 	cpuid []kvm.CPUIDEntry
-	// local is what an incoming VM's vCPU offers a migrated state (its
-	// XSAVE, XCRs and CPUID), read once at creation: LoadState checks the
-	// source's state against it in the downtime, and it cannot change
-	// before the vCPU first runs. Nil for other VMs.
-	local *localVCPU
+	// xsaveErr and xcrsErr say why this vCPU cannot take a migrated
+	// XSAVE area or XCRs (nil: it can). Read once at creation for an
+	// incoming VM, they cannot change before the vCPU first runs, so
+	// LoadState checks against them instead of asking KVM in the downtime.
+	xsaveErr, xcrsErr error
 }
 
-// localVCPU is a fresh vCPU's answer to what a migrated state needs.
-type localVCPU struct {
-	xsave, xcrs bool
-	xsaveErr    error // why there is no XSAVE
-	xcrsErr     error // why there are no XCRs
-	cpuid       []kvm.CPUIDEntry
-}
-
-// readLocal fills v.local; on the vCPU's thread, before it runs.
-func (v *vcpu) readLocal() error {
-	l := &localVCPU{}
-	if _, err := v.cpu.GetXSave(); err != nil {
-		l.xsaveErr = err
-	} else {
-		l.xsave = true
-	}
+// readLocal records what this vCPU offers a migrated state; on the vCPU's
+// thread, before it runs.
+func (v *vcpu) readLocal() {
+	_, v.xsaveErr = v.cpu.GetXSave()
 	x, err := v.cpu.GetXCRs()
-	switch {
-	case err != nil:
-		l.xcrsErr = err
-	case usableXCRs(x, nil) == nil:
-		l.xcrsErr = errors.New("no XSAVE")
-	default:
-		l.xcrs = true
+	if err == nil && usableXCRs(x, nil) == nil {
+		err = errors.New("no XSAVE")
 	}
-	l.cpuid = v.cpuid
-	v.local = l
-	return nil
+	v.xcrsErr = err
 }
 
 // createVCPUs starts one goroutine per vCPU. Each locks itself to an OS
@@ -170,9 +151,7 @@ func (v *vcpu) setup(supported *kvm.CPUID) error {
 		return fmt.Errorf("save reset state: %w", err)
 	}
 	if v.m.needState {
-		if err := v.readLocal(); err != nil {
-			return fmt.Errorf("read what this vCPU offers a migrated state: %w", err)
-		}
+		v.readLocal()
 	}
 	if v.id == 0 {
 		return v.m.applyEntry(v.cpu)
@@ -237,16 +216,13 @@ func (v *vcpu) quit() {
 	}
 }
 
-// check refuses a migrated vCPU state this vCPU cannot take.
-func (l *localVCPU) check(id int, vs *VCPUState) error {
-	if l == nil {
-		return errors.New("not created for an incoming migration")
+// checkMigrated refuses a migrated vCPU state this vCPU cannot take.
+func (v *vcpu) checkMigrated(vs *VCPUState) error {
+	if len(vs.XSave) != 0 && v.xsaveErr != nil {
+		return fmt.Errorf("the source sent XSAVE state, this host has none: %w", v.xsaveErr)
 	}
-	if len(vs.XSave) != 0 && !l.xsave {
-		return fmt.Errorf("the source sent XSAVE state, this host has none: %w", l.xsaveErr)
+	if vs.XCRs != nil && vs.XCRs.NrXCRs > 0 && v.xcrsErr != nil {
+		return fmt.Errorf("the source sent %d XCRs, this host has none: %w", vs.XCRs.NrXCRs, v.xcrsErr)
 	}
-	if vs.XCRs != nil && vs.XCRs.NrXCRs > 0 && !l.xcrs {
-		return fmt.Errorf("the source sent %d XCRs, this host has none: %w", vs.XCRs.NrXCRs, l.xcrsErr)
-	}
-	return checkCPUID(id, vs.CPUID, l.cpuid)
+	return checkCPUID(v.id, vs.CPUID, v.cpuid)
 }

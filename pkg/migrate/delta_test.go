@@ -50,7 +50,7 @@ func migrateRewriting(t *testing.T, src, dst side, uri string, pages uint64) (In
 		t.Fatalf("source: %s %q", in.Status, in.ErrorDesc)
 	}
 	out := wait(t, dst.mig)
-	if out.Status != StatusCompleted {
+	if out.Status != StatusCompleted || out.ErrorDesc != "" {
 		t.Fatalf("destination: %s %q", out.Status, out.ErrorDesc)
 	}
 	sameRAM(t, src.vm, dst.vm)

@@ -99,7 +99,12 @@ func (d dirtySet) has(gpa uint64) bool {
 }
 
 func (d dirtySet) locate(gpa uint64) (region int, page uint64, ok bool) {
-	for i, r := range d.regions {
+	return locatePage(d.regions, gpa)
+}
+
+// locatePage finds the region holding gpa and the page's number in it.
+func locatePage(regions []memory.Region, gpa uint64) (region int, page uint64, ok bool) {
+	for i, r := range regions {
 		if gpa >= r.GPA && gpa-r.GPA < r.Size {
 			return i, (gpa - r.GPA) / pageSize, true
 		}

@@ -46,14 +46,10 @@ func (c *pageCache) slotBytes(n int) []byte {
 	return ch[off : off+pageSize : off+pageSize]
 }
 
-// index returns the page number of gpa, or false outside RAM.
+// index returns the page number of gpa in all of RAM, or false outside it.
 func (c *pageCache) index(gpa uint64) (uint64, bool) {
-	for i, r := range c.regions {
-		if gpa >= r.GPA && gpa-r.GPA < r.Size {
-			return c.base[i] + (gpa-r.GPA)/pageSize, true
-		}
-	}
-	return 0, false
+	i, page, ok := locatePage(c.regions, gpa)
+	return c.base[i] + page, ok
 }
 
 // lookup returns the cached copy of the page at gpa, or nil.

@@ -2,9 +2,11 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/vmmd/vmmd/pkg/block"
+	"github.com/vmmd/vmmd/pkg/machine"
 	"github.com/vmmd/vmmd/pkg/qmp"
 )
 
@@ -95,21 +97,18 @@ func (mon *Monitor) blockdevSetActive(ctx context.Context, args qmp.Args) (any, 
 	default:
 		// Inactivation holds the run state: no resume may slip in between
 		// the check that the guest is stopped and the disks letting go.
-		var ierr error
 		err = mon.m.WhileStopped(func() error {
 			if targets == nil {
-				ierr = gate.InactivateAll(ctx)
-			} else {
-				ierr = gate.Inactivate(ctx, targets[0])
+				return gate.InactivateAll(ctx)
 			}
-			return nil
+			return gate.Inactivate(ctx, targets[0])
 		})
 		switch {
-		case err != nil:
-		case ierr != nil && targets == nil:
-			return nil, qmp.Errorf(qmp.GenericError, "Failed to inactivate all nodes: %v", ierr)
-		case ierr != nil:
-			return nil, qmp.Errorf(qmp.GenericError, "Failed to inactivate node: %v", ierr)
+		case err == nil, errors.Is(err, machine.ErrRunning):
+		case targets == nil:
+			return nil, qmp.Errorf(qmp.GenericError, "Failed to inactivate all nodes: %v", err)
+		default:
+			return nil, qmp.Errorf(qmp.GenericError, "Failed to inactivate node: %v", err)
 		}
 	}
 	if err != nil {

@@ -173,7 +173,7 @@ func FuzzDecodeRAM(f *testing.F) {
 			if e.Delta {
 				// A delta applied to any page re-encodes, against that
 				// page, to a delta that gives the same result.
-				consumed += deltaLenSize
+				consumed += DeltaLenSize
 				base := make([]byte, PageSize)
 				for i := range base {
 					base[i] = byte(i)

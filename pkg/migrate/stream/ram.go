@@ -33,7 +33,6 @@ const (
 	DeltaLenSize = 2
 
 	ramFlagMask    = PageSize - 1
-	deltaLenSize   = DeltaLenSize
 	deltaRunHeader = 4
 )
 
@@ -161,7 +160,7 @@ func (b *RAMBatch) AddDelta(gpa uint64, page, prev []byte) DeltaResult {
 		b.buf = b.buf[:start]
 		return DeltaUnchanged
 	}
-	binary.LittleEndian.PutUint16(b.buf[body-deltaLenSize:], uint16(n))
+	binary.LittleEndian.PutUint16(b.buf[body-DeltaLenSize:], uint16(n))
 	b.last = nil
 	b.pages++
 	return DeltaSent
@@ -258,11 +257,11 @@ func DecodeRAM(payload []byte, fn func(e RAMEntry) error) error {
 		off += RAMEntryHeader
 		switch {
 		case e.Delta:
-			if rest := len(payload) - off; rest < deltaLenSize {
+			if rest := len(payload) - off; rest < DeltaLenSize {
 				return payloadError(KindRAM, start, fmt.Sprintf("entry %d: delta for gpa 0x%x has no length", i, e.GPA))
 			}
 			n := int(binary.LittleEndian.Uint16(payload[off:]))
-			off += deltaLenSize
+			off += DeltaLenSize
 			switch {
 			case n == 0 || n > MaxDelta:
 				return payloadError(KindRAM, start, fmt.Sprintf("entry %d: delta for gpa 0x%x is %d bytes (1 to %d)", i, e.GPA, n, MaxDelta))

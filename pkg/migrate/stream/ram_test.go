@@ -235,18 +235,18 @@ func TestRAMDelta(t *testing.T) {
 		maxSize int
 	}{
 		{"unchanged", func([]byte) {}, DeltaUnchanged, 0},
-		{"one byte", func(p []byte) { p[777]++ }, DeltaSent, RAMEntryHeader + deltaLenSize + deltaRunHeader + 8},
-		{"first and last byte", func(p []byte) { p[0]++; p[PageSize-1]++ }, DeltaSent, RAMEntryHeader + deltaLenSize + 2*(deltaRunHeader+8)},
+		{"one byte", func(p []byte) { p[777]++ }, DeltaSent, RAMEntryHeader + DeltaLenSize + deltaRunHeader + 8},
+		{"first and last byte", func(p []byte) { p[0]++; p[PageSize-1]++ }, DeltaSent, RAMEntryHeader + DeltaLenSize + 2*(deltaRunHeader+8)},
 		{"a byte per 64", func(p []byte) {
 			for i := 5; i < PageSize; i += 64 {
 				p[i]++
 			}
-		}, DeltaSent, RAMEntryHeader + deltaLenSize + 64*(deltaRunHeader+8)},
+		}, DeltaSent, RAMEntryHeader + DeltaLenSize + 64*(deltaRunHeader+8)},
 		{"a 300-byte run across blocks", func(p []byte) {
 			for i := 60; i < 360; i++ {
 				p[i] ^= 0xff
 			}
-		}, DeltaSent, RAMEntryHeader + deltaLenSize + deltaRunHeader + 312},
+		}, DeltaSent, RAMEntryHeader + DeltaLenSize + deltaRunHeader + 312},
 		{"everything", func(p []byte) {
 			for i := range p {
 				p[i] ^= 0x5a
