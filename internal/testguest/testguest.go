@@ -102,6 +102,25 @@ func (c *Console) Lines() []string {
 	return append([]string(nil), c.lines...)
 }
 
+// Partial returns the unfinished last line: bytes after the last newline.
+// A guest stopped for migration in the middle of a line prints its start
+// on the source and the rest on the destination.
+func (c *Console) Partial() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.partial)
+}
+
+// Continued returns the destination's lines as one stream with the source's:
+// the first line gets the source's unfinished line in front of it.
+func Continued(src, dst *Console) []string {
+	lines := dst.Lines()
+	if len(lines) > 0 {
+		lines[0] = src.Partial() + lines[0]
+	}
+	return lines
+}
+
 // Mark returns a position in the output; Wait looks only at lines after it.
 func (c *Console) Mark() int {
 	c.mu.Lock()
