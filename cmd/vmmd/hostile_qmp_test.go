@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmmd/vmmd/internal/testguest"
+	"github.com/vmmd/vmmd/pkg/qmp"
 )
 
 // Replies QEMU 7.2 gives to bad input (probed against
@@ -123,6 +124,42 @@ func TestHostileQMP(t *testing.T) {
 		if rss1-rss0 > maxRSSGrowthQMP {
 			t.Errorf("vmmd RSS grew by %s (limit %s)", inMiB(rss1-rss0), inMiB(maxRSSGrowthQMP))
 		}
+		stillServing(t, ctx, g, sock)
+	})
+
+	t.Run("clients past the limit", func(t *testing.T) {
+		ctx, g, sock, _ := boot(t)
+		// boot's own client holds the first slot.
+		held := make([]*e2eConn, qmp.DefaultMaxConns-1)
+		for i := range held {
+			held[i] = e2eDial(t, sock)
+			if err := rawNegotiate(held[i]); err != nil {
+				t.Fatalf("client %d of %d: %v", i+1, len(held), err)
+			}
+		}
+		// One more is told why, twice (greeting and first command), and
+		// closed.
+		extra := e2eDial(t, sock)
+		refusal, err := extra.readLine(10 * time.Second)
+		if err != nil || !strings.Contains(refusal, `"too many QMP clients: 128 are connected`) {
+			t.Fatalf("client past the limit: %q, %v", refusal, err)
+		}
+		extra.send(`{"execute":"qmp_capabilities"}`)
+		if again, err := extra.readLine(10 * time.Second); err != nil || again != refusal {
+			t.Fatalf("its first command: %q, %v", again, err)
+		}
+		if l, err := extra.readLine(10 * time.Second); err == nil {
+			t.Fatalf("refused client still connected: %q", l)
+		}
+		waitCount(t, ctx, g.p, 0, "QMP client refused: too many connected", 1)
+		// Those within the limit are served; one leaving makes room.
+		held[0].send(`{"execute":"query-status","id":"held"}`)
+		if l, err := held[0].readLine(10 * time.Second); err != nil || l != replyRunning+`, "id": "held"}` {
+			t.Fatalf("held client: %q, %v", l, err)
+		}
+		off := len(g.p.stderr.String())
+		held[1].conn.Close()
+		waitCount(t, ctx, g.p, off, "QMP client disconnected", 1)
 		stillServing(t, ctx, g, sock)
 	})
 

@@ -63,8 +63,8 @@ func run(ctx context.Context, o options, start time.Time, sigs <-chan os.Signal)
 	cfg.SerialOut = console
 	cfg.Start = start
 	cfg.Log = log
-	srv := qmp.NewServer(qmp.ServerConfig{Version: qemuVersion(), Package: "vmmd " + version,
-		Logger: log.With().Str("component", "qmp").Logger()})
+	// The server adds "component":"qmp" to its own log lines.
+	srv := qmp.NewServer(qmp.ServerConfig{Version: qemuVersion(), Package: "vmmd " + version, Logger: log})
 	defer srv.Close()
 	cfg.OnEvent = func(e machine.Event) {
 		log.Debug().Str("event", e.Name).Interface("data", e.Data).Msg("event")

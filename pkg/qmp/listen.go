@@ -116,6 +116,11 @@ func (s *Server) acceptLoop(ctx context.Context, l *listener) {
 		}
 		backoff = 5 * time.Millisecond
 		c, err := s.addConn(ctx, nc, l.path)
+		var full *tooManyError
+		if errors.As(err, &full) {
+			s.refuse(nc, l.path, full)
+			continue
+		}
 		if err != nil {
 			nc.Close()
 			return

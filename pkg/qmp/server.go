@@ -15,6 +15,11 @@ import (
 const (
 	DefaultQueueLen     = 1024
 	DefaultWriteTimeout = 5 * time.Second
+	// DefaultMaxConns bounds the clients served at once. Orchestration
+	// holds one or two connections and operators a few more; the bound is
+	// there so that a runaway script cannot make the daemon hold
+	// thousands of stalled connections (each costs its buffers).
+	DefaultMaxConns = 128
 )
 
 // VersionTriple is QAPI's VersionTriple. Field order is QAPI's, which
@@ -50,6 +55,10 @@ type ServerConfig struct {
 	// read for that long (at least 3/4 of it: the deadline is only moved
 	// once a quarter of it has passed) is disconnected.
 	WriteTimeout time.Duration
+	// MaxConns bounds the clients connected at once (DefaultMaxConns if
+	// zero). One more is told why in an error line where the greeting
+	// would be, answered the same to its first command, and closed.
+	MaxConns int
 }
 
 // Handler executes one command. ctx is cancelled when the client goes away
@@ -83,6 +92,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	closed    bool
+	refused   refusals
+	refusing  map[net.Conn]struct{} // being told they are one too many
 	nextConn  uint64
 	conns     map[*conn]struct{}
 	listeners map[*listener]struct{}
@@ -103,6 +114,9 @@ func NewServer(cfg ServerConfig) *Server {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	s := &Server{
 		cfg:       cfg,
@@ -255,6 +269,9 @@ func (s *Server) addConn(ctx context.Context, nc net.Conn, where string) (*conn,
 	if s.closed {
 		return nil, errors.New("serve QMP connection: server closed")
 	}
+	if len(s.conns) >= s.cfg.MaxConns {
+		return nil, &tooManyError{max: s.cfg.MaxConns}
+	}
 	s.nextConn++
 	c := newConn(ctx, s, nc, s.nextConn, where)
 	s.conns[c] = struct{}{}
@@ -289,6 +306,11 @@ func (s *Server) Close() error {
 	for _, c := range cs {
 		c.cancel()
 	}
+	s.mu.Lock()
+	for nc := range s.refusing {
+		nc.Close()
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
 }
