@@ -49,17 +49,14 @@ func (m *Machine) SaveState(ctx context.Context, wasState RunState) (*State, err
 		return nil, fmt.Errorf("save VM state: %w", err)
 	}
 	s := &State{Version: StateVersion, RunState: wasState, Config: m.MigrationConfig()}
-	for _, v := range m.vcpus {
-		var vs VCPUState
-		err := v.call(ctx, func(c *kvm.VCPU) error {
-			var err error
-			vs, err = saveVCPUFull(c, msrIndex, v.cpuid)
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("save VM state: vCPU %d: %w", v.id, err)
-		}
-		s.VCPUs = append(s.VCPUs, vs)
+	s.VCPUs = make([]VCPUState, len(m.vcpus))
+	err = m.onEachVCPU(ctx, "save VM state:", func(v *vcpu, c *kvm.VCPU) error {
+		var err error
+		s.VCPUs[v.id], err = saveVCPUFull(c, msrIndex, v.cpuid)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	chips := []*[]byte{&s.PICMaster, &s.PICSlave, &s.IOAPIC}
 	for i, id := range []uint32{kvm.IRQChipPICMaster, kvm.IRQChipPICSlave, kvm.IRQChipIOAPIC} {
@@ -125,21 +122,19 @@ func (m *Machine) LoadState(ctx context.Context, s *State) error {
 	if err := m.uart.SetState(s.Serial); err != nil {
 		return fmt.Errorf("load VM state: %w", err)
 	}
-	for _, v := range m.vcpus {
+	err := m.onEachVCPU(ctx, "load VM state:", func(v *vcpu, c *kvm.VCPU) error {
 		vs := &s.VCPUs[v.id]
-		err := v.call(ctx, func(c *kvm.VCPU) error {
-			if vs.TSCKHz != 0 {
-				if khz, err := c.GetTSCKHz(); err == nil && !tscClose(vs.TSCKHz, khz) {
-					if err := c.SetTSCKHz(vs.TSCKHz); err != nil {
-						return fmt.Errorf("TSC runs at %d kHz here, %d kHz on the source, and cannot be scaled: %w", khz, vs.TSCKHz, err)
-					}
+		if vs.TSCKHz != 0 {
+			if khz, err := c.GetTSCKHz(); err == nil && !tscClose(vs.TSCKHz, khz) {
+				if err := c.SetTSCKHz(vs.TSCKHz); err != nil {
+					return fmt.Errorf("TSC runs at %d kHz here, %d kHz on the source, and cannot be scaled: %w", khz, vs.TSCKHz, err)
 				}
 			}
-			return restoreVCPUFull(c, vs)
-		})
-		if err != nil {
-			return fmt.Errorf("load VM state: vCPU %d: %w", v.id, err)
 		}
+		return restoreVCPUFull(c, vs)
+	})
+	if err != nil {
+		return err
 	}
 	// The irqchip and PIT after the LAPICs, before the devices: a virtio
 	// transport re-raises its interrupt line on restore, and that must

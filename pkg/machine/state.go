@@ -111,21 +111,15 @@ func (m *Machine) resetLocked(ctx context.Context) error {
 		return err
 	}
 	m.entry = entry
-	for _, v := range m.vcpus {
-		err := v.call(ctx, func(c *kvm.VCPU) error {
-			if err := restoreVCPU(c, v.initial); err != nil {
-				return err
-			}
-			if v.id == 0 {
-				return m.applyEntry(c)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("reset vCPU %d: %w", v.id, err)
+	return m.onEachVCPU(ctx, "reset", func(v *vcpu, c *kvm.VCPU) error {
+		if err := restoreVCPU(c, v.initial); err != nil {
+			return err
 		}
-	}
-	return nil
+		if v.id == 0 {
+			return m.applyEntry(c)
+		}
+		return nil
+	})
 }
 
 // applyEntry puts the boot vCPU in the state the boot protocol requires.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -198,6 +199,37 @@ func (v *vcpu) call(ctx context.Context, fn func(*kvm.VCPU) error) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// onEachVCPU runs fn on every stopped vCPU's own thread, all at once: a
+// thread hand-off and a dozen vCPU ioctls cost ~0.1 ms per vCPU on these
+// hosts, and the migration downtime pays for them. It returns the error of
+// the lowest-numbered vCPU that failed, naming it with what; the others
+// still ran.
+func (m *Machine) onEachVCPU(ctx context.Context, what string, fn func(v *vcpu, c *kvm.VCPU) error) error {
+	if len(m.vcpus) == 1 {
+		v := m.vcpus[0]
+		if err := v.call(ctx, func(c *kvm.VCPU) error { return fn(v, c) }); err != nil {
+			return fmt.Errorf("%s vCPU %d: %w", what, v.id, err)
+		}
+		return nil
+	}
+	errs := make([]error, len(m.vcpus))
+	var wg sync.WaitGroup
+	for i, v := range m.vcpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = v.call(ctx, func(c *kvm.VCPU) error { return fn(v, c) })
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("%s vCPU %d: %w", what, m.vcpus[i].id, err)
+		}
+	}
+	return nil
 }
 
 // kick forces the vCPU out of KVM_RUN (immediate_exit, then a signal to
