@@ -94,10 +94,12 @@ type GateError struct {
 	Err   error
 }
 
+// Error says which resume path the gate refused and why.
 func (e *GateError) Error() string {
 	return fmt.Sprintf("cannot resume (%s): %v", e.Cause, e.Err)
 }
 
+// Unwrap returns the gate's error, for errors.Is and errors.As.
 func (e *GateError) Unwrap() error { return e.Err }
 
 // Errors with QEMU's texts, for the monitor to pass on.

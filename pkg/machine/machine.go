@@ -118,7 +118,10 @@ type Machine struct {
 // (too many vCPUs, a kernel that does not fit). vmmd reports it as bad input.
 type ConfigError struct{ Err error }
 
+// Error returns the underlying error's text.
 func (e *ConfigError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
 // ExitReason says why a machine finished.

@@ -56,6 +56,7 @@ type TransitionError struct {
 	From, To RunState
 }
 
+// Error is QEMU's text for a refused transition.
 func (e *TransitionError) Error() string {
 	return fmt.Sprintf("invalid runstate transition: '%s' -> '%s'", e.From, e.To)
 }

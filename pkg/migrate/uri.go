@@ -23,6 +23,7 @@ type URI struct {
 	Addr   string // socket path, host:port or file path
 }
 
+// String returns the address as written: scheme:address.
 func (u URI) String() string { return u.Scheme + ":" + u.Addr }
 
 // returnPath reports whether the transport carries the destination's
