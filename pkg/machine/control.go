@@ -212,7 +212,7 @@ func (m *Machine) Reset(ctx context.Context, why string) error {
 		m.mu.Unlock()
 		return fmt.Errorf("reset: %w", err)
 	}
-	err := m.resetLocked()
+	err := m.resetLocked(ctx)
 	if err == nil && !wasRunning && m.state != StateInMigrate && m.state != StateFinishMigrate {
 		if terr := checkTransition(m.state, StatePrelaunch); terr == nil {
 			m.setState(StatePrelaunch)
@@ -260,7 +260,7 @@ func (m *Machine) startVCPUs() {
 	for _, v := range m.vcpus {
 		v.cpu.SetImmediateExit(false)
 		v.runDone = make(chan error, 1)
-		v.reqs <- vcpuReq{done: v.runDone}
+		v.reqs <- vcpuReq{run: true, done: v.runDone}
 	}
 	m.running = true
 }

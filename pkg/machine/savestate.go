@@ -50,7 +50,7 @@ func (m *Machine) SaveState(ctx context.Context, wasState RunState) (*State, err
 	}
 	s := &State{Version: StateVersion, RunState: wasState, Config: m.MigrationConfig()}
 	s.VCPUs = make([]VCPUState, len(m.vcpus))
-	err = m.onEachVCPU("save VM state:", func(v *vcpu, c *kvm.VCPU) error {
+	err = m.onEachVCPU(ctx, "save VM state:", func(v *vcpu, c *kvm.VCPU) error {
 		var err error
 		s.VCPUs[v.id], err = saveVCPUFull(c, msrIndex, v.cpuid)
 		return err
@@ -122,7 +122,7 @@ func (m *Machine) LoadState(ctx context.Context, s *State) error {
 	if err := m.uart.SetState(s.Serial); err != nil {
 		return fmt.Errorf("load VM state: %w", err)
 	}
-	err := m.onEachVCPU("load VM state:", func(v *vcpu, c *kvm.VCPU) error {
+	err := m.onEachVCPU(ctx, "load VM state:", func(v *vcpu, c *kvm.VCPU) error {
 		vs := &s.VCPUs[v.id]
 		if vs.TSCKHz != 0 {
 			if khz, err := c.GetTSCKHz(); err == nil && !tscClose(vs.TSCKHz, khz) {

@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/vmmd/vmmd/pkg/boot"
@@ -93,7 +94,7 @@ func (m *Machine) snapshotChips() error {
 // resetLocked returns every vCPU and interrupt controller to power-on state
 // and reloads the boot image (the guest may have overwritten it). Caller
 // holds m.mu with the vCPUs stopped.
-func (m *Machine) resetLocked() error {
+func (m *Machine) resetLocked(ctx context.Context) error {
 	for _, c := range m.initChips {
 		cc := *c
 		if err := m.vm.SetIRQChip(&cc); err != nil {
@@ -110,7 +111,7 @@ func (m *Machine) resetLocked() error {
 		return err
 	}
 	m.entry = entry
-	return m.onEachVCPU("reset", func(v *vcpu, c *kvm.VCPU) error {
+	return m.onEachVCPU(ctx, "reset", func(v *vcpu, c *kvm.VCPU) error {
 		if err := restoreVCPU(c, v.initial); err != nil {
 			return err
 		}
