@@ -116,11 +116,16 @@ func (v *vcpu) thread(mmapSize int, supported *kvm.CPUID, ready chan<- error) {
 		case <-v.quitCh:
 			return
 		case r := <-v.reqs:
-			if r.fn != nil {
+			// Only a request marked run (startVCPUs's) enters the guest;
+			// anything else is an ioctl on the parked vCPU.
+			switch {
+			case r.run:
+				r.done <- v.run()
+			case r.fn != nil:
 				r.done <- r.fn(v.cpu)
-				continue
+			default:
+				r.done <- errors.New("vCPU request with neither run nor a function")
 			}
-			r.done <- v.run()
 		}
 	}
 }
