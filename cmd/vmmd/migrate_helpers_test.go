@@ -114,7 +114,11 @@ func (g *guest) lastHB() int {
 func heartbeatContinues(t *testing.T, ctx context.Context, from, to *guest) {
 	t.Helper()
 	to.heartbeat(t, ctx)
-	time.Sleep(100 * time.Millisecond) // the source writes its console asynchronously
+	// The source writes its console asynchronously: wait until the last
+	// of it (an unfinished line included) has arrived.
+	if err := from.p.con.Settle(ctx, 200*time.Millisecond); err != nil {
+		t.Fatalf("source console: %v", err)
+	}
 	last := from.lastHB()
 	first := -1
 	for _, l := range testguest.Continued(from.p.con, to.p.con) {

@@ -46,6 +46,7 @@ type Console struct {
 	closed  error
 	partial []byte
 	lines   []string
+	total   int // bytes written so far
 	changed chan struct{}
 	// Echo, if set, receives every complete line (for test logs).
 	Echo func(string)
@@ -57,6 +58,7 @@ func NewConsole() *Console { return &Console{changed: make(chan struct{})} }
 // Write implements io.Writer.
 func (c *Console) Write(p []byte) (int, error) {
 	c.mu.Lock()
+	c.total += len(p)
 	c.partial = append(c.partial, p...)
 	var done []string
 	for {
@@ -109,6 +111,30 @@ func (c *Console) Partial() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return string(c.partial)
+}
+
+// Settle waits until no byte has arrived for quiet (a stopped guest's
+// output still on its way from the VMM), or fails when ctx ends first.
+func (c *Console) Settle(ctx context.Context, quiet time.Duration) error {
+	c.mu.Lock()
+	n := c.total
+	c.mu.Unlock()
+	since := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("console still receiving output: %w", ctx.Err())
+		case <-time.After(quiet / 10):
+		}
+		c.mu.Lock()
+		m := c.total
+		c.mu.Unlock()
+		if m != n {
+			n, since = m, time.Now()
+		} else if time.Since(since) >= quiet {
+			return nil
+		}
+	}
 }
 
 // Continued returns the destination's lines as one stream with the source's:

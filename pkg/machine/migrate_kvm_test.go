@@ -75,19 +75,14 @@ func copyDirty(t *testing.T, src, dst *Machine) int {
 	return n
 }
 
-// settle waits until con has had no new line for 300 ms (at most 10 s).
+// settle waits until con has had no new byte for 300 ms (at most 10 s).
 func settle(t *testing.T, con *testguest.Console) {
 	t.Helper()
-	n, quiet := con.Mark(), time.Now()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		if m := con.Mark(); m != n {
-			n, quiet = m, time.Now()
-		} else if time.Since(quiet) >= 300*time.Millisecond {
-			return
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := con.Settle(ctx, 300*time.Millisecond); err != nil {
+		t.Fatalf("the stopped source's console: %v", err)
 	}
-	t.Fatal("the stopped source's console kept printing for 10 s")
 }
 
 // firstHeartbeat returns the first HB number in lines, or -1.
