@@ -36,6 +36,29 @@ type qmpMigrationInfo struct {
 	ErrorDesc        string     `json:"error-desc"`
 	RAM              *qmpRAM    `json:"ram"`
 	XBZRLE           *qmpXBZRLE `json:"xbzrle-cache"`
+	Steps            *qmpSteps  `json:"x-vmmd-downtime-steps"`
+}
+
+// qmpSteps is vmmd's query-migrate member "x-vmmd-downtime-steps" (a
+// completed source): where the downtime went, in milliseconds.
+type qmpSteps struct {
+	Stop            float64 `json:"stop"`
+	Inactivate      float64 `json:"inactivate"`
+	LastPages       float64 `json:"last-pages"`
+	DeviceState     float64 `json:"device-state"`
+	DestinationLoad float64 `json:"destination-load"`
+	Commit          float64 `json:"commit"`
+}
+
+// stepsStatus is the JSON shape of migrate-status's "downtime_steps"; it
+// has qmpSteps's fields, with vmmctl's names.
+type stepsStatus struct {
+	Stop            float64 `json:"stop_ms"`
+	Inactivate      float64 `json:"inactivate_ms"`
+	LastPages       float64 `json:"last_pages_ms"`
+	DeviceState     float64 `json:"device_state_ms"`
+	DestinationLoad float64 `json:"destination_load_ms"`
+	Commit          float64 `json:"commit_ms"`
 }
 
 // qmpXBZRLE is query-migrate's "xbzrle-cache" member (page deltas).
@@ -85,6 +108,7 @@ type migrateStatus struct {
 	ErrorDesc          string        `json:"error_desc"`
 	RAM                *ramStatus    `json:"ram"`
 	XBZRLE             *xbzrleStatus `json:"xbzrle"`
+	DowntimeSteps      *stepsStatus  `json:"downtime_steps"`
 }
 
 // statusNone is shown when the server reports no migration (QEMU answers
@@ -117,7 +141,15 @@ const migrateStatusHelp = `JSON fields (-o json; numbers the server did not repo
     bytes             int    stream bytes of those deltas
     cache_miss        int    dirty pages sent whole for want of a cached copy
     cache_miss_rate   float  cache_miss / (cache_miss + pages)
-    overflow          int    pages that changed too much for a delta`
+    overflow          int    pages that changed too much for a delta
+  downtime_steps        object  where the downtime went, in ms (a completed vmmd
+                                source; null otherwise):
+    stop_ms              float  stopping the vCPUs, draining disk I/O
+    inactivate_ms        float  flushing the disks and handing them over
+    last_pages_ms        float  the final dirty pass
+    device_state_ms      float  reading and sending the device state
+    destination_load_ms  float  until the destination had loaded the guest
+    commit_ms            float  sending the commit`
 
 // fromQMP converts the server's reply into vmmctl's output shape.
 func fromQMP(in qmpMigrationInfo) migrateStatus {
@@ -139,6 +171,10 @@ func fromQMP(in qmpMigrationInfo) migrateStatus {
 	if in.XBZRLE != nil {
 		x := xbzrleStatus(*in.XBZRLE)
 		out.XBZRLE = &x
+	}
+	if in.Steps != nil {
+		st := stepsStatus(*in.Steps)
+		out.DowntimeSteps = &st
 	}
 	return out
 }
@@ -194,6 +230,10 @@ func writeStatusTable(w io.Writer, s migrateStatus) error {
 		row("Total time", msOrDash(s.TotalTimeMS))
 		row("Setup time", msOrDash(s.SetupTimeMS))
 		row("Downtime", msOrDash(s.DowntimeMS))
+		if st := s.DowntimeSteps; st != nil {
+			row("Downtime steps", fmt.Sprintf("stop %.3f, inactivate %.3f, last pages %.3f, device state %.3f, destination load %.3f, commit %.3f ms",
+				st.Stop, st.Inactivate, st.LastPages, st.DeviceState, st.DestinationLoad, st.Commit))
+		}
 		row("Expected downtime", msOrDash(s.ExpectedDowntimeMS))
 		if r := s.RAM; r != nil {
 			row("Progress", fmt.Sprintf("%.1f%%", s.percent()))

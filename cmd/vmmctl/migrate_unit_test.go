@@ -126,7 +126,7 @@ func assertStatusKeys(t *testing.T, what string, b []byte) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("%s: %v in %s", what, err, b)
 	}
-	want := []string{"error_desc", "downtime_ms", "expected_downtime_ms", "ram", "setup_time_ms", "status", "total_time_ms", "xbzrle"}
+	want := []string{"error_desc", "downtime_ms", "downtime_steps", "expected_downtime_ms", "ram", "setup_time_ms", "status", "total_time_ms", "xbzrle"}
 	if got := sortedKeys(m); strings.Join(got, ",") != strings.Join(sortedStrings(want), ",") {
 		t.Errorf("%s: fields %v, want %v", what, got, sortedStrings(want))
 	}
@@ -138,6 +138,16 @@ func assertStatusKeys(t *testing.T, what string, b []byte) {
 		wantX := []string{"bytes", "cache_miss", "cache_miss_rate", "cache_size", "overflow", "pages"}
 		if got := sortedKeys(xm); strings.Join(got, ",") != strings.Join(wantX, ",") {
 			t.Errorf("%s: xbzrle fields %v, want %v", what, got, wantX)
+		}
+	}
+	if x := m["downtime_steps"]; string(x) != "null" {
+		var xm map[string]json.RawMessage
+		if err := json.Unmarshal(x, &xm); err != nil {
+			t.Fatalf("%s: downtime_steps: %v", what, err)
+		}
+		wantS := []string{"commit_ms", "destination_load_ms", "device_state_ms", "inactivate_ms", "last_pages_ms", "stop_ms"}
+		if got := sortedKeys(xm); strings.Join(got, ",") != strings.Join(wantS, ",") {
+			t.Errorf("%s: downtime_steps fields %v, want %v", what, got, wantS)
 		}
 	}
 	if string(m["ram"]) == "null" {
@@ -341,5 +351,37 @@ func TestStatusXBZRLE(t *testing.T) {
 	}
 	if s := fromQMP(qmpMigrationInfo{Status: "active"}); s.XBZRLE != nil {
 		t.Errorf("no xbzrle-cache from the server, but %+v", s.XBZRLE)
+	}
+}
+
+// query-migrate's x-vmmd-downtime-steps comes through under vmmctl's
+// names and in the table; QEMU (which has no such member) gives null.
+func TestStatusDowntimeSteps(t *testing.T) {
+	var in qmpMigrationInfo
+	raw := `{"status":"completed","downtime":2,"x-vmmd-downtime-steps":{"stop":0.12,"inactivate":0.015,"last-pages":0.06,"device-state":0.31,"destination-load":0.52,"commit":0.01}}`
+	if err := json.Unmarshal([]byte(raw), &in); err != nil {
+		t.Fatal(err)
+	}
+	s := fromQMP(in)
+	want := stepsStatus{Stop: 0.12, Inactivate: 0.015, LastPages: 0.06, DeviceState: 0.31, DestinationLoad: 0.52, Commit: 0.01}
+	if s.DowntimeSteps == nil || *s.DowntimeSteps != want {
+		t.Fatalf("downtime steps = %+v, want %+v", s.DowntimeSteps, want)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertStatusKeys(t, "with downtime steps", b)
+	var tb strings.Builder
+	if err := writeStatusTable(&tb, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"Downtime steps:", "stop 0.120, inactivate 0.015, last pages 0.060, device state 0.310, destination load 0.520, commit 0.010 ms"} {
+		if !strings.Contains(tb.String(), w) {
+			t.Errorf("table lacks %q:\n%s", w, tb.String())
+		}
+	}
+	if s := fromQMP(qmpMigrationInfo{Status: "completed"}); s.DowntimeSteps != nil {
+		t.Errorf("no steps from the server, but %+v", s.DowntimeSteps)
 	}
 }

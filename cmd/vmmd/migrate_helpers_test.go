@@ -26,6 +26,8 @@ type migInfo struct {
 		Normal         uint64 `json:"normal"`
 		DirtySyncCount uint64 `json:"dirty-sync-count"`
 	} `json:"ram"`
+	// Steps is vmmd's x-vmmd-downtime-steps (a completed source).
+	Steps map[string]float64 `json:"x-vmmd-downtime-steps"`
 }
 
 func (c *qmpTestClient) migInfo(t *testing.T) migInfo {

@@ -31,7 +31,21 @@ func TestMigrateRunningGuest(t *testing.T) {
 	dq.waitStatus(t, ctx, "running")
 	heartbeatContinues(t, ctx, src, dst)
 	dst.do(t, ctx, "mem check", `^MEMCHECK ok `)
-	t.Logf("migration: total %d ms, downtime %d ms, RAM %+v", in.TotalTime, in.Downtime, *in.RAM)
+	t.Logf("migration: total %d ms, downtime %d ms, RAM %+v, steps %v", in.TotalTime, in.Downtime, *in.RAM, in.Steps)
+	sum := 0.0
+	for _, k := range []string{"stop", "inactivate", "last-pages", "device-state", "destination-load", "commit"} {
+		v, ok := in.Steps[k]
+		if !ok || v < 0 {
+			t.Errorf("x-vmmd-downtime-steps: %q = %v, %v: %v", k, v, ok, in.Steps)
+		}
+		sum += v
+	}
+	if sum > float64(in.Downtime)+1 || len(in.Steps) != 6 {
+		t.Errorf("x-vmmd-downtime-steps %v (sum %.3f ms) against downtime %d ms", in.Steps, sum, in.Downtime)
+	}
+	if dst := dq.migInfo(t); dst.Steps != nil {
+		t.Errorf("the destination reports downtime steps: %v", dst.Steps)
+	}
 	for _, l := range strings.Split(src.p.stderr.String(), "\n") {
 		if strings.Contains(l, "downtime_steps") {
 			t.Logf("source: %s", l)

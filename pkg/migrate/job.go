@@ -40,6 +40,7 @@ type job struct {
 	stoppedAt  time.Time // when the guest stopped for switchover
 	total      time.Duration
 	downtime   time.Duration
+	steps      *DowntimeSteps // where downtime went, once committed
 	totalBytes uint64 // guest RAM
 	bytes      func() uint64
 	c          counters
@@ -156,6 +157,10 @@ func (j *job) info() Info {
 		in.TotalTime = msOf(j.total)
 		if j.outgoing {
 			in.Downtime = msOf(j.downtime)
+			if j.steps != nil {
+				st := *j.steps
+				in.DowntimeSteps = &st
+			}
 		}
 		in.ErrorDesc = j.err // a destination whose guest could not start says why
 		return in

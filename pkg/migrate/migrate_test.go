@@ -126,6 +126,30 @@ func wantActive(t *testing.T, what string, ds []*fakeDrive, want bool) {
 	}
 }
 
+// checkDowntimeSteps: a completed source says where the downtime went, in
+// steps that cannot be negative and add up to no more than the downtime.
+func checkDowntimeSteps(t *testing.T, in Info) {
+	t.Helper()
+	st := in.DowntimeSteps
+	if st == nil || in.Downtime == nil {
+		t.Fatalf("completed source: no downtime or no x-vmmd-downtime-steps: %+v", in)
+	}
+	steps := []float64{st.Stop, st.Inactivate, st.LastPages, st.DeviceState, st.DestinationLoad, st.Commit}
+	sum := 0.0
+	for _, v := range steps {
+		if v < 0 {
+			t.Errorf("negative downtime step: %+v", *st)
+		}
+		sum += v
+	}
+	if sum > float64(*in.Downtime)+1 {
+		t.Errorf("downtime steps add up to %.3f ms, more than the downtime %d ms: %+v", sum, *in.Downtime, *st)
+	}
+	if st.DeviceState <= 0 || st.DestinationLoad <= 0 {
+		t.Errorf("device state or the destination's load took no time at all: %+v", *st)
+	}
+}
+
 func TestMigrateRunningGuest(t *testing.T) {
 	src, dst, uri := pair(t, "disk0", "disk1")
 	// The guest keeps writing while pre-copy runs; the upper half of RAM
@@ -137,6 +161,10 @@ func TestMigrateRunningGuest(t *testing.T) {
 	wantActive(t, "destination", dst.vm.drives, true)
 	if in.RAM == nil || in.RAM.Total != testRAM || in.RAM.Normal == 0 || in.RAM.Duplicate == 0 || in.Downtime == nil {
 		t.Errorf("query-migrate figures missing: %+v", in)
+	}
+	checkDowntimeSteps(t, in)
+	if d := dst.mig.Info(); d.DowntimeSteps != nil {
+		t.Errorf("the destination reports downtime steps: %+v", d.DowntimeSteps)
 	}
 	// A second migrate from postmigrate is refused with QEMU's text.
 	if err := src.mig.Migrate(context.Background(), uri); !errors.Is(err, ErrPostMigrate) {

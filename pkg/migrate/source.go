@@ -221,28 +221,30 @@ func (s *source) switchover(ctx context.Context) error {
 	// Where the downtime goes, for the log: operators tuning downtime-limit
 	// (and we) need to know which step to blame.
 	steps := zerolog.Dict()
+	var took DowntimeSteps
 	last := time.Now()
-	mark := func(name string) {
+	mark := func(name string, into *float64) {
 		now := time.Now()
 		steps.Dur(name, now.Sub(last))
+		*into = float64(now.Sub(last).Microseconds()) / 1000
 		last = now
 	}
 	if err := s.stopGuest(ctx); err != nil {
 		return err
 	}
-	mark("stop_ms")
+	mark("stop_ms", &took.Stop)
 	j.setStatus(StatusDevice)
 	if err := s.inactivate(ctx); err != nil {
 		return err
 	}
-	mark("inactivate_ms")
+	mark("inactivate_ms", &took.Inactivate)
 	if _, err := s.sync(); err != nil {
 		return err
 	}
 	if _, err := s.sendPass(ctx, 0); err != nil {
 		return err
 	}
-	mark("last_pages_ms")
+	mark("last_pages_ms", &took.LastPages)
 	st, err := s.vm.SaveState(ctx, s.was)
 	if err != nil {
 		return fmt.Errorf("save device state: %w", err)
@@ -260,7 +262,7 @@ func (s *source) switchover(ctx context.Context) error {
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("send device state: %w", err)
 	}
-	mark("device_state_ms")
+	mark("device_state_ms", &took.DeviceState)
 	if s.rp == nil {
 		if !j.beginCommit() {
 			return errors.New("migration cancelled")
@@ -274,7 +276,7 @@ func (s *source) switchover(ctx context.Context) error {
 		if err := s.rp.expect(ctx, stream.KindReady, ms(j.params.HandoverTimeout), "load the guest"); err != nil {
 			return err
 		}
-		mark("destination_load_ms")
+		mark("destination_load_ms", &took.DestinationLoad)
 		// From here migrate_cancel is too late (as in QEMU after
 		// completion): the commit may reach the destination.
 		if !j.beginCommit() {
@@ -287,9 +289,11 @@ func (s *source) switchover(ctx context.Context) error {
 			return fmt.Errorf("send commit: %w", err)
 		}
 	}
+	mark("commit_ms", &took.Commit)
 	// Past this point the destination may run the guest: never resume here.
 	s.committed = true
 	j.mu.Lock()
+	j.steps = &took
 	j.downtime = time.Since(j.stoppedAt)
 	j.c.downtimeBytes = s.w.Bytes() - j.c.precopyBytes
 	j.c.remaining = 0
@@ -297,7 +301,6 @@ func (s *source) switchover(ctx context.Context) error {
 	if err := s.vm.EnterState(machine.StatePostMigrate); err != nil {
 		j.log.Error().Err(err).Msg("enter postmigrate after commit")
 	}
-	mark("commit_ms")
 	j.log.Info().Dur("downtime", j.downtime).Dict("downtime_steps", steps).
 		Msg("migration committed; this side stays in postmigrate")
 	return nil

@@ -36,6 +36,25 @@ type XBZRLEInfo struct {
 	Overflow uint64 `json:"overflow"`
 }
 
+// DowntimeSteps is vmmd's query-migrate member "x-vmmd-downtime-steps" on a
+// completed source: where the guest's stop went, in milliseconds, step by
+// step in order. An operator tuning downtime-limit (or a storage server's
+// flush time) sees which step to blame; QEMU reports only the total.
+type DowntimeSteps struct {
+	// Stop: stopping the vCPUs and draining disk I/O.
+	Stop float64 `json:"stop"`
+	// Inactivate: flushing the disks and handing them over.
+	Inactivate float64 `json:"inactivate"`
+	// LastPages: the final dirty pass.
+	LastPages float64 `json:"last-pages"`
+	// DeviceState: reading, encoding and sending the device state.
+	DeviceState float64 `json:"device-state"`
+	// DestinationLoad: until the destination said it has loaded the guest.
+	DestinationLoad float64 `json:"destination-load"`
+	// Commit: sending the commit that lets the destination run it.
+	Commit float64 `json:"commit"`
+}
+
 // Info is query-migrate's reply. Members are filled as QEMU fills them:
 // nothing before the first migration; status and error-desc only for a
 // failed or cancelled one; the figures while active and once completed.
@@ -48,6 +67,8 @@ type Info struct {
 	SetupTime        *int64      `json:"setup-time,omitempty"`
 	ErrorDesc        string      `json:"error-desc,omitempty"`
 	XBZRLECache      *XBZRLEInfo `json:"xbzrle-cache,omitempty"`
+	// DowntimeSteps: a completed source only.
+	DowntimeSteps *DowntimeSteps `json:"x-vmmd-downtime-steps,omitempty"`
 }
 
 // counters are a job's running figures, guarded by the job's mutex.
