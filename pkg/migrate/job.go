@@ -41,7 +41,7 @@ type job struct {
 	total      time.Duration
 	downtime   time.Duration
 	steps      *DowntimeSteps // where downtime went, once committed
-	totalBytes uint64 // guest RAM
+	totalBytes uint64         // guest RAM
 	bytes      func() uint64
 	c          counters
 }
