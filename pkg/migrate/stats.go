@@ -51,7 +51,8 @@ type DowntimeSteps struct {
 	DeviceState float64 `json:"device-state"`
 	// DestinationLoad: until the destination said it has loaded the guest.
 	DestinationLoad float64 `json:"destination-load"`
-	// Commit: sending the commit that lets the destination run it.
+	// Commit: sending the commit that lets the destination run the guest
+	// (migration to a file: syncing the file).
 	Commit float64 `json:"commit"`
 }
 
