@@ -133,12 +133,62 @@ func writeMigrateReport(w io.Writer, rep *migrateReport, vmms []migrateVMM, env 
 		"more than that means pages the guest never wrote went as data.\n")
 	b.WriteString("\n#### vmmd/QEMU, ratios of the medians (below 1: vmmd smaller)\n\n")
 	b.WriteString(ratios.String())
+	if err := writeDowntimeSteps(&b, rep); err != nil {
+		return false, err
+	}
 	writeMigrateGoals(&b, rep)
 	writeMigrateNotes(&b, rep, env)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return false, fmt.Errorf("write migration report: %w", err)
 	}
 	return ok, nil
+}
+
+// writeDowntimeSteps prints, case by case, where vmmd says its downtime
+// went (query-migrate's x-vmmd-downtime-steps), as medians over the runs
+// that completed: the table to read before trying to shorten the pause.
+func writeDowntimeSteps(b *strings.Builder, rep *migrateReport) error {
+	names := stepNames()
+	var rows strings.Builder
+	for _, c := range rep.Cases {
+		cols := make([][]float64, len(names))
+		var down []float64
+		for _, r := range rep.Runs {
+			if r.VMM != "vmmd" || r.Case != c.Name || r.Unlimited != c.Unlimited || !r.Completed || r.DowntimeSteps == nil {
+				continue
+			}
+			for i, v := range r.DowntimeSteps.values() {
+				cols[i] = append(cols[i], v)
+			}
+			down = append(down, r.DowntimeMS)
+		}
+		if len(down) == 0 {
+			continue
+		}
+		fmt.Fprintf(&rows, "| %s | %s | %d |", c.Name, c.bandwidth(), len(down))
+		for i, xs := range append(cols, down) {
+			s, err := measure.Summarize(xs)
+			if err != nil {
+				return fmt.Errorf("summarize vmmd's downtime steps, %s: %w", c.Name, err)
+			}
+			format := " %.3f |"
+			if i == len(cols) {
+				format = " %.0f |"
+			}
+			fmt.Fprintf(&rows, format, s.Median)
+		}
+		rows.WriteString("\n")
+	}
+	if rows.Len() == 0 {
+		return nil
+	}
+	b.WriteString("\n#### Where vmmd's downtime went (query-migrate's x-vmmd-downtime-steps; medians, ms)\n\n")
+	fmt.Fprintf(b, "| case | max-bandwidth | runs | %s | downtime (QMP) |\n", strings.Join(names, " | "))
+	b.WriteString("|---|---|---:|" + strings.Repeat("---:|", len(names)+1) + "\n")
+	b.WriteString(rows.String())
+	b.WriteString("\nstop comes before the STOP event (it is not in the pause), the rest is inside it; destination load " +
+		"runs from the device state's last byte to the destination's ready.\n")
+	return nil
 }
 
 // writeMigrateGoals prints the goal summary of rep.Goals.
