@@ -85,25 +85,13 @@ func startDestination(t *testing.T, bin string, flags ...string) (*guest, *qmpTe
 	return &guest{p: p}, q, mig
 }
 
-// lastHeartbeat waits for a heartbeat line on g and returns its number.
+// heartbeat waits for a heartbeat line on g and returns its number.
 func (g *guest) heartbeat(t *testing.T, ctx context.Context) int {
 	t.Helper()
 	line := g.expect(t, ctx, `^HB \d+$`)
 	n, err := strconv.Atoi(regexp.MustCompile(`\d+`).FindString(line))
 	if err != nil {
 		t.Fatal(err)
-	}
-	return n
-}
-
-// lastHB returns the highest heartbeat the console has printed so far.
-func (g *guest) lastHB() int {
-	n := -1
-	for _, l := range g.p.con.Lines() {
-		if m := regexp.MustCompile(`^HB (\d+)$`).FindStringSubmatch(l); m != nil {
-			v, _ := strconv.Atoi(m[1])
-			n = max(n, v)
-		}
 	}
 	return n
 }
@@ -121,14 +109,8 @@ func heartbeatContinues(t *testing.T, ctx context.Context, from, to *guest) {
 	if err := from.p.con.Settle(ctx, 200*time.Millisecond); err != nil {
 		t.Fatalf("source console: %v", err)
 	}
-	last := from.lastHB()
-	first := -1
-	for _, l := range testguest.Continued(from.p.con, to.p.con) {
-		if m := testguest.HeartbeatRE.FindStringSubmatch(l); m != nil {
-			first, _ = strconv.Atoi(m[1])
-			break
-		}
-	}
+	last := testguest.LastHeartbeat(from.p.con.Lines())
+	first := testguest.FirstHeartbeat(testguest.Continued(from.p.con, to.p.con))
 	if first != last+1 {
 		t.Errorf("heartbeat did not continue: destination's first %d, source's last %d (source's unfinished line %q)",
 			first, last, from.p.con.Partial())

@@ -60,3 +60,16 @@ func TestSettle(t *testing.T) {
 		t.Errorf("Settle returned after %v, before the quiet time", d)
 	}
 }
+
+func TestHeartbeats(t *testing.T) {
+	lines := []string{"GUEST-READY x", "HB 7", "OK hb 20", "HB 8", "HB 9x", "5"}
+	if n := FirstHeartbeat(lines); n != 7 {
+		t.Errorf("FirstHeartbeat = %d, want 7", n)
+	}
+	if n := LastHeartbeat(lines); n != 8 {
+		t.Errorf("LastHeartbeat = %d, want 8", n)
+	}
+	if FirstHeartbeat(nil) != -1 || LastHeartbeat([]string{"HB"}) != -1 {
+		t.Error("no heartbeat should give -1")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -200,6 +201,30 @@ var ReadyRE = regexp.MustCompile(`^GUEST-READY vmmd-testguest boot=(\S+) cpus=(\
 
 // HeartbeatRE matches a heartbeat line; the submatch is the counter.
 var HeartbeatRE = regexp.MustCompile(`^HB (\d+)$`)
+
+// FirstHeartbeat returns the counter of the first heartbeat line in lines,
+// or -1 if there is none.
+func FirstHeartbeat(lines []string) int {
+	for _, l := range lines {
+		if m := HeartbeatRE.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return n
+		}
+	}
+	return -1
+}
+
+// LastHeartbeat returns the counter of the last heartbeat line in lines,
+// or -1 if there is none.
+func LastHeartbeat(lines []string) int {
+	for i := len(lines) - 1; i >= 0; i-- {
+		if m := HeartbeatRE.FindStringSubmatch(lines[i]); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			return n
+		}
+	}
+	return -1
+}
 
 // Deadline returns a context for a wait of d, scaled up under the race
 // detector or a slow machine via VMMD_TEST_TIMEOUT_SCALE.

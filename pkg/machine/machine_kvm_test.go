@@ -176,12 +176,7 @@ func TestPauseResumeHeartbeat(t *testing.T) {
 	}
 	// Let output already queued in the UART drain, then expect silence.
 	time.Sleep(200 * time.Millisecond)
-	last := -1
-	for _, l := range g.con.Lines() {
-		if m := testguest.HeartbeatRE.FindStringSubmatch(l); m != nil {
-			last, _ = strconv.Atoi(m[1])
-		}
-	}
+	last := testguest.LastHeartbeat(g.con.Lines())
 	mark := g.con.Mark()
 	time.Sleep(600 * time.Millisecond)
 	for _, l := range g.con.Lines()[mark:] {

@@ -85,28 +85,6 @@ func settle(t *testing.T, con *testguest.Console) {
 	}
 }
 
-// firstHeartbeat returns the first HB number in lines, or -1.
-func firstHeartbeat(lines []string) int {
-	for _, l := range lines {
-		if m := testguest.HeartbeatRE.FindStringSubmatch(l); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			return n
-		}
-	}
-	return -1
-}
-
-// lastHeartbeat returns the last HB number on a console, or -1.
-func lastHeartbeat(con *testguest.Console) int {
-	last := -1
-	for _, l := range con.Lines() {
-		if m := testguest.HeartbeatRE.FindStringSubmatch(l); m != nil {
-			last, _ = strconv.Atoi(m[1])
-		}
-	}
-	return last
-}
-
 // TestMigrateInProcess migrates a running test guest (heartbeat, the memory
 // workload, a disk) into a second machine in the same process, as the
 // engine does: dirty logging, a full RAM pass and dirty passes while the
@@ -204,7 +182,7 @@ func testMigrate(t *testing.T, cpus int) {
 	// stop may still be on its way to the test's console reader (a fixed
 	// 200 ms was too short on a loaded CI machine): wait until it is quiet.
 	settle(t, src.con)
-	last := lastHeartbeat(src.con)
+	last := testguest.LastHeartbeat(src.con.Lines())
 	if err := dst.m.LoadState(ctx, decode()); err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +201,7 @@ func testMigrate(t *testing.T, cpus int) {
 	_, pos = dst.wait(t, 0, `^HB (\d+)$`, 10*time.Second)
 	// The guest may have stopped in the middle of a line: the source
 	// printed "HB 1", the destination prints "5".
-	if n := firstHeartbeat(testguest.Continued(src.con, dst.con)); n != last+1 {
+	if n := testguest.FirstHeartbeat(testguest.Continued(src.con, dst.con)); n != last+1 {
 		t.Errorf("first heartbeat on the destination = %d, want %d (source's last + 1); source's unfinished line %q, destination's first lines %q",
 			n, last+1, src.con.Partial(), dst.con.Lines()[:min(3, len(dst.con.Lines()))])
 	}

@@ -212,22 +212,18 @@ func (v *vcpu) call(ctx context.Context, fn func(*kvm.VCPU) error) error {
 // the lowest-numbered vCPU that failed, naming it with what; the others
 // still ran.
 func (m *Machine) onEachVCPU(ctx context.Context, what string, fn func(v *vcpu, c *kvm.VCPU) error) error {
-	if len(m.vcpus) == 1 {
-		v := m.vcpus[0]
-		if err := v.call(ctx, func(c *kvm.VCPU) error { return fn(v, c) }); err != nil {
-			return fmt.Errorf("%s vCPU %d: %w", what, v.id, err)
-		}
-		return nil
-	}
 	errs := make([]error, len(m.vcpus))
-	var wg sync.WaitGroup
-	for i, v := range m.vcpus {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = v.call(ctx, func(c *kvm.VCPU) error { return fn(v, c) })
-		}()
+	each := func(i int) {
+		v := m.vcpus[i]
+		errs[i] = v.call(ctx, func(c *kvm.VCPU) error { return fn(v, c) })
 	}
+	// The first vCPU's hand-off from this goroutine, the others' from
+	// goroutines of their own: a guest with one vCPU starts none.
+	var wg sync.WaitGroup
+	for i := 1; i < len(m.vcpus); i++ {
+		wg.Go(func() { each(i) })
+	}
+	each(0)
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {

@@ -73,7 +73,7 @@ type Migrator struct {
 func New(cfg Config) *Migrator {
 	life, stop := context.WithCancel(context.Background())
 	params := DefaultParameters()
-	params.XBZRLECacheSize = defaultCacheSize(cfg.VM.RAM().Size() / pageSize * pageSize)
+	params.XBZRLECacheSize = defaultCacheSize(cfg.VM.RAM().Size())
 	// Page deltas are on by default: they cost the source a bounded cache
 	// and win most in the last pass, which is downtime.
 	return &Migrator{cfg: cfg, log: cfg.Log.With().Str("component", "migration").Logger(),

@@ -52,7 +52,7 @@ const (
 
 // defaultCacheSize is the xbzrle-cache-size for a guest of ram bytes.
 func defaultCacheSize(ram uint64) uint64 {
-	return min(max(min(ram/4, defaultCacheMax), defaultCacheMin), ram)
+	return min(max(min(ram/4, defaultCacheMax), defaultCacheMin), ram) / pageSize * pageSize
 }
 
 // Validate checks p, with QEMU's wording for the QEMU parameters.

@@ -9,8 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/vmmd/vmmd/pkg/machine"
 	"github.com/vmmd/vmmd/pkg/migrate/stream"
 )
@@ -218,33 +216,31 @@ func (s *source) switchover(ctx context.Context) error {
 	j.c.precopyBytes = s.w.Bytes()
 	j.mu.Unlock()
 	j.lim.disable() // the guest waits for every byte from now on
-	// Where the downtime goes, for the log: operators tuning downtime-limit
-	// (and we) need to know which step to blame.
-	steps := zerolog.Dict()
+	// Where the downtime goes, for query-migrate and the log: operators
+	// tuning downtime-limit (and we) need to know which step to blame.
 	var took DowntimeSteps
 	last := time.Now()
-	mark := func(name string, into *float64) {
+	mark := func(into *float64) {
 		now := time.Now()
-		steps.Dur(name, now.Sub(last))
 		*into = float64(now.Sub(last).Microseconds()) / 1000
 		last = now
 	}
 	if err := s.stopGuest(ctx); err != nil {
 		return err
 	}
-	mark("stop_ms", &took.Stop)
+	mark(&took.Stop)
 	j.setStatus(StatusDevice)
 	if err := s.inactivate(ctx); err != nil {
 		return err
 	}
-	mark("inactivate_ms", &took.Inactivate)
+	mark(&took.Inactivate)
 	if _, err := s.sync(); err != nil {
 		return err
 	}
 	if _, err := s.sendPass(ctx, 0); err != nil {
 		return err
 	}
-	mark("last_pages_ms", &took.LastPages)
+	mark(&took.LastPages)
 	st, err := s.vm.SaveState(ctx, s.was)
 	if err != nil {
 		return fmt.Errorf("save device state: %w", err)
@@ -262,7 +258,7 @@ func (s *source) switchover(ctx context.Context) error {
 	if err := s.w.Flush(); err != nil {
 		return fmt.Errorf("send device state: %w", err)
 	}
-	mark("device_state_ms", &took.DeviceState)
+	mark(&took.DeviceState)
 	if s.rp == nil {
 		if !j.beginCommit() {
 			return errors.New("migration cancelled")
@@ -276,7 +272,7 @@ func (s *source) switchover(ctx context.Context) error {
 		if err := s.rp.expect(ctx, stream.KindReady, ms(j.params.HandoverTimeout), "load the guest"); err != nil {
 			return err
 		}
-		mark("destination_load_ms", &took.DestinationLoad)
+		mark(&took.DestinationLoad)
 		// From here migrate_cancel is too late (as in QEMU after
 		// completion): the commit may reach the destination.
 		if !j.beginCommit() {
@@ -289,7 +285,7 @@ func (s *source) switchover(ctx context.Context) error {
 			return fmt.Errorf("send commit: %w", err)
 		}
 	}
-	mark("commit_ms", &took.Commit)
+	mark(&took.Commit)
 	// Past this point the destination may run the guest: never resume here.
 	s.committed = true
 	j.mu.Lock()
@@ -301,7 +297,7 @@ func (s *source) switchover(ctx context.Context) error {
 	if err := s.vm.EnterState(machine.StatePostMigrate); err != nil {
 		j.log.Error().Err(err).Msg("enter postmigrate after commit")
 	}
-	j.log.Info().Dur("downtime", j.downtime).Dict("downtime_steps", steps).
+	j.log.Info().Dur("downtime", j.downtime).Interface("downtime_steps", took).
 		Msg("migration committed; this side stays in postmigrate")
 	return nil
 }

@@ -43,7 +43,8 @@ func (s *source) sendPass(ctx context.Context, pass uint32) (passStats, error) {
 		cache = nil // everything goes whole once
 	}
 	var b stream.RAMBatch
-	var zero, normal, delta, deltaBytes, miss, overflow uint64
+	// unchanged: pages whose delta came out empty (nothing to send).
+	var zero, normal, delta, unchanged, deltaBytes, miss, overflow uint64
 	flush := func() error {
 		if b.Pages() == 0 {
 			return nil
@@ -60,14 +61,14 @@ func (s *source) sendPass(ctx context.Context, pass uint32) (passStats, error) {
 		c.xbzrleBytes += deltaBytes
 		c.cacheMiss += miss
 		c.overflow += overflow
-		if done := zero + normal + delta; c.remaining >= done*pageSize {
+		if done := zero + normal + delta + unchanged; c.remaining >= done*pageSize {
 			c.remaining -= done * pageSize
 		}
 		if d := time.Since(t0); d > 0 {
 			c.pagesPerSec = uint64(float64(ps.pages) / d.Seconds())
 		}
 		s.j.mu.Unlock()
-		zero, normal, delta, deltaBytes, miss, overflow = 0, 0, 0, 0, 0, 0
+		zero, normal, delta, unchanged, deltaBytes, miss, overflow = 0, 0, 0, 0, 0, 0, 0
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -94,7 +95,8 @@ func (s *source) sendPass(ctx context.Context, pass uint32) (passStats, error) {
 					ps.data++
 					return s.flushIfFull(&b, flush)
 				case stream.DeltaUnchanged:
-					return nil // the destination has it already
+					unchanged++ // the destination has it already
+					return nil
 				}
 				overflow++ // slot is partly updated: refreshed below
 			} else if pass != 0 {

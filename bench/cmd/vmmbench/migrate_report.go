@@ -148,31 +148,30 @@ func writeMigrateReport(w io.Writer, rep *migrateReport, vmms []migrateVMM, env 
 // went (query-migrate's x-vmmd-downtime-steps), as medians over the runs
 // that completed: the table to read before trying to shorten the pause.
 func writeDowntimeSteps(b *strings.Builder, rep *migrateReport) error {
-	names := stepNames()
+	names := downtimeSteps()
 	var rows strings.Builder
 	for _, c := range rep.Cases {
-		cols := make([][]float64, len(names))
-		var down []float64
+		cols := make([][]float64, len(names)+1) // the steps, then the downtime
 		for _, r := range rep.Runs {
 			if r.VMM != "vmmd" || r.Case != c.Name || r.Unlimited != c.Unlimited || !r.Completed || r.DowntimeSteps == nil {
 				continue
 			}
-			for i, v := range r.DowntimeSteps.values() {
-				cols[i] = append(cols[i], v)
+			for i, n := range names {
+				cols[i] = append(cols[i], r.DowntimeSteps[n])
 			}
-			down = append(down, r.DowntimeMS)
+			cols[len(names)] = append(cols[len(names)], r.DowntimeMS)
 		}
-		if len(down) == 0 {
+		if len(cols[0]) == 0 {
 			continue
 		}
-		fmt.Fprintf(&rows, "| %s | %s | %d |", c.Name, c.bandwidth(), len(down))
-		for i, xs := range append(cols, down) {
+		fmt.Fprintf(&rows, "| %s | %s | %d |", c.Name, c.bandwidth(), len(cols[0]))
+		for i, xs := range cols {
 			s, err := measure.Summarize(xs)
 			if err != nil {
 				return fmt.Errorf("summarize vmmd's downtime steps, %s: %w", c.Name, err)
 			}
 			format := " %.3f |"
-			if i == len(cols) {
+			if i == len(names) {
 				format = " %.0f |"
 			}
 			fmt.Fprintf(&rows, format, s.Median)
@@ -186,7 +185,7 @@ func writeDowntimeSteps(b *strings.Builder, rep *migrateReport) error {
 	fmt.Fprintf(b, "| case | max-bandwidth | runs | %s | downtime (QMP) |\n", strings.Join(names, " | "))
 	b.WriteString("|---|---|---:|" + strings.Repeat("---:|", len(names)+1) + "\n")
 	b.WriteString(rows.String())
-	b.WriteString("\nstop comes before the STOP event (it is not in the pause), the rest is inside it; destination load " +
+	b.WriteString("\nstop comes before the STOP event (it is not in the pause), the rest is inside it; destination-load " +
 		"runs from the device state's last byte to the destination's ready.\n")
 	return nil
 }

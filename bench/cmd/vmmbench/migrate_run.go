@@ -67,7 +67,7 @@ type migrateRun struct {
 	PauseError string   `json:"pause_error,omitempty"`
 	// DowntimeSteps is what vmmd said its downtime was made of; nil for
 	// QEMU.
-	DowntimeSteps *downtimeSteps `json:"downtime_steps,omitempty"`
+	DowntimeSteps map[string]float64 `json:"downtime_steps,omitempty"`
 	// WallMS is from sending migrate to the poll that saw it end.
 	WallMS float64 `json:"wall_ms"`
 	// Fill says how the filled-idle region was left on the source.
@@ -111,29 +111,14 @@ type queryMigrate struct {
 		DowntimeBytes  *uint64 `json:"downtime-bytes"`
 	} `json:"ram"`
 	ErrorDesc string `json:"error-desc"`
-	// Steps is vmmd's x-vmmd-downtime-steps (a completed source; QEMU has
-	// no such member).
-	Steps *downtimeSteps `json:"x-vmmd-downtime-steps"`
+	// Steps is vmmd's x-vmmd-downtime-steps, ms by step (a completed
+	// source; QEMU has no such member).
+	Steps map[string]float64 `json:"x-vmmd-downtime-steps"`
 }
 
-// downtimeSteps is where vmmd says a migration's downtime went, in ms.
-type downtimeSteps struct {
-	Stop            float64 `json:"stop"`
-	Inactivate      float64 `json:"inactivate"`
-	LastPages       float64 `json:"last-pages"`
-	DeviceState     float64 `json:"device-state"`
-	DestinationLoad float64 `json:"destination-load"`
-	Commit          float64 `json:"commit"`
-}
-
-// values returns the steps in the order of stepNames.
-func (s downtimeSteps) values() []float64 {
-	return []float64{s.Stop, s.Inactivate, s.LastPages, s.DeviceState, s.DestinationLoad, s.Commit}
-}
-
-// stepNames are the column heads for downtimeSteps.values.
-func stepNames() []string {
-	return []string{"stop", "inactivate", "last pages", "device state", "destination load", "commit"}
+// downtimeSteps are the members of x-vmmd-downtime-steps, in order.
+func downtimeSteps() []string {
+	return []string{"stop", "inactivate", "last-pages", "device-state", "destination-load", "commit"}
 }
 
 // finished reports whether status is final.
